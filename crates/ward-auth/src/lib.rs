@@ -1,14 +1,161 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Policy decisions. Every function here is pure: it sees the facts (who is calling, from where,
+//! what the registry says) and returns a decision, so every case can be tested exhaustively and
+//! no decision depends on I/O that could fail open.
+
+use std::net::IpAddr;
+
+use ward_types::{AePeer, AeTitle, Operation, OperationSet};
+
+/// What an association request claims and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct AssociationFacts<'a> {
+    /// Calling AE title as sent (untrimmed, unvalidated).
+    pub calling_ae: &'a str,
+    /// Called AE title as sent (untrimmed, unvalidated).
+    pub called_ae: &'a str,
+    /// The peer's address as the socket reports it.
+    pub peer_addr: IpAddr,
+}
+
+/// The answer to an association request. A rejection carries no reason on purpose: whatever was
+/// wrong, the peer gets the same A-ASSOCIATE-RJ, so the reject cannot be used as an oracle for
+/// valid AE titles or addresses. The reason goes to the operational log as a category only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Accept { peer: AeTitle, allowed: OperationSet },
+    Reject(RejectCause),
+}
+
+/// Why an association was refused: for Ward's own logs, never for the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectCause {
+    CalledTitleMismatch,
+    CallingTitleInvalid,
+    CallingTitleUnknown,
+    AddressNotAllowed,
+    NoOperationsAllowed,
+}
+
+impl RejectCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCause::CalledTitleMismatch => "called AE title is not Ward's",
+            RejectCause::CallingTitleInvalid => "calling AE title is malformed",
+            RejectCause::CallingTitleUnknown => "calling AE title is not registered",
+            RejectCause::AddressNotAllowed => "peer address is outside the registered host",
+            RejectCause::NoOperationsAllowed => "registered peer has no operation allowed",
+        }
+    }
+}
+
+/// Decides an association request. `registered` is the registry entry for the calling title, if
+/// any (looked up by the caller with the title as sent, after validation).
+pub fn admit(facts: &AssociationFacts<'_>, own_ae: &AeTitle, registered: Option<&AePeer>) -> Admission {
+    let called_ok = AeTitle::parse(facts.called_ae).is_ok_and(|called| called == *own_ae);
+    if !called_ok {
+        return Admission::Reject(RejectCause::CalledTitleMismatch);
+    }
+    let Ok(calling) = AeTitle::parse(facts.calling_ae) else {
+        return Admission::Reject(RejectCause::CallingTitleInvalid);
+    };
+    let Some(peer) = registered.filter(|p| p.aet == calling) else {
+        return Admission::Reject(RejectCause::CallingTitleUnknown);
+    };
+    if !peer.host.contains(facts.peer_addr) {
+        return Admission::Reject(RejectCause::AddressNotAllowed);
+    }
+    if peer.allow.is_empty() {
+        return Admission::Reject(RejectCause::NoOperationsAllowed);
+    }
+    Admission::Accept {
+        peer: calling,
+        allowed: peer.allow,
+    }
+}
+
+/// Whether an admitted peer may perform `op`.
+pub fn may(allowed: OperationSet, op: Operation) -> bool {
+    allowed.contains(op)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn peer(aet: &str, host: &str, allow: &str) -> AePeer {
+        AePeer {
+            aet: AeTitle::parse(aet).unwrap(),
+            host: host.parse().unwrap(),
+            port: None,
+            allow: allow.parse().unwrap(),
+        }
+    }
+
+    fn facts<'a>(calling: &'a str, called: &'a str, addr: &str) -> AssociationFacts<'a> {
+        AssociationFacts {
+            calling_ae: calling,
+            called_ae: called,
+            peer_addr: addr.parse().unwrap(),
+        }
+    }
+
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn every_combination_of_title_address_and_registration() {
+        let own = AeTitle::parse("WARD").unwrap();
+        let ct = peer("CT1", "10.0.0.5", "echo,store");
+        let cases: &[(&str, &str, &str, Option<&AePeer>, Result<&str, RejectCause>)] = &[
+            ("CT1", "WARD", "10.0.0.5", Some(&ct), Ok("echo,store")),
+            ("CT1 ", " WARD ", "10.0.0.5", Some(&ct), Ok("echo,store")),
+            ("CT1", "WARD", "::ffff:10.0.0.5", Some(&ct), Ok("echo,store")),
+            ("CT1", "WARD", "10.0.0.6", Some(&ct), Err(RejectCause::AddressNotAllowed)),
+            ("CT1", "ANY-SCP", "10.0.0.5", Some(&ct), Err(RejectCause::CalledTitleMismatch)),
+            ("CT1", "ward", "10.0.0.5", Some(&ct), Err(RejectCause::CalledTitleMismatch)),
+            ("CT1", "", "10.0.0.5", Some(&ct), Err(RejectCause::CalledTitleMismatch)),
+            ("MR1", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleUnknown)),
+            // A registry entry for another title never admits this one.
+            ("MR1", "WARD", "10.0.0.5", Some(&ct), Err(RejectCause::CallingTitleUnknown)),
+            ("", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleInvalid)),
+            ("A\\B", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleInvalid)),
+            ("ABCDEFGHIJKLMNOPQ", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleInvalid)),
+        ];
+        for (calling, called, addr, reg, expected) in cases {
+            let got = admit(&facts(calling, called, addr), &own, *reg);
+            let want = match expected {
+                Ok(ops) => Admission::Accept {
+                    peer: AeTitle::parse(calling).unwrap(),
+                    allowed: ops.parse().unwrap(),
+                },
+                Err(cause) => Admission::Reject(*cause),
+            };
+            assert_eq!(got, want, "{calling:?} -> {called:?} from {addr}");
+        }
+    }
+
+    #[test]
+    fn empty_operation_list_admits_nothing() {
+        let own = AeTitle::parse("WARD").unwrap();
+        let idle = peer("IDLE", "127.0.0.1", "");
+        assert_eq!(
+            admit(&facts("IDLE", "WARD", "127.0.0.1"), &own, Some(&idle)),
+            Admission::Reject(RejectCause::NoOperationsAllowed)
+        );
+    }
+
+    #[test]
+    fn networks_admit_their_members_only() {
+        let own = AeTitle::parse("WARD").unwrap();
+        let ward_net = peer("US", "192.168.10.0/24", "store");
+        for (addr, ok) in [("192.168.10.1", true), ("192.168.10.254", true), ("192.168.11.1", false)] {
+            let got = admit(&facts("US", "WARD", addr), &own, Some(&ward_net));
+            assert_eq!(matches!(got, Admission::Accept { .. }), ok, "{addr}");
+        }
+    }
+
+    #[test]
+    fn operations_follow_the_registry() {
+        let set: OperationSet = "echo,store".parse().unwrap();
+        for op in Operation::ALL {
+            assert_eq!(may(set, op), matches!(op, Operation::Echo | Operation::Store));
+        }
     }
 }

@@ -1,5 +1,185 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Ward's configuration: `ward.toml` in the data directory, strict and versioned, plus the few
+//! environment overrides Ward honours. This is the only crate that reads the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use ward_types::AeTitle;
+
+/// The configuration format this build reads and writes.
+pub const CONFIG_VERSION: u32 = 1;
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "ward.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid Ward configuration: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path} has version {found}; this build of Ward reads version {CONFIG_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("invalid value in {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole configuration. Unknown keys anywhere are an error: a misspelt security setting must
+/// never be silently ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default)]
+    pub dicom: DicomConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DicomConfig {
+    /// Ward's own AE title; associations calling any other title are rejected.
+    pub ae_title: AeTitle,
+    /// Plain DIMSE listener. Loopback until an administrator decides otherwise.
+    pub listen: SocketAddr,
+    /// Associations served at once; the next one is rejected as transient (local limit).
+    pub max_associations: usize,
+    /// Largest P-DATA-TF PDU Ward accepts and advertises (bytes, at least 65536).
+    pub max_pdu_length: u32,
+    /// How long a connection may take to send its A-ASSOCIATE-RQ (ARTIM timer, PS3.8 §9.1.5).
+    pub artim_timeout_secs: u64,
+    /// How long an established association may stay silent before it is aborted.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        DicomConfig {
+            ae_title: AeTitle::parse("WARD").unwrap_or_else(|_| unreachable!("constant is valid")),
+            listen: SocketAddr::from(([127, 0, 0, 1], 11112)),
+            max_associations: 64,
+            max_pdu_length: 256 * 1024,
+            artim_timeout_secs: 10,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Largest object accepted, in bytes (the spool refuses more with "out of resources").
+    pub max_object_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            max_object_bytes: 4 << 30,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            dicom: DicomConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `DATA/ward.toml`.
+    pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text, &path)
+    }
+
+    /// Parses configuration text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // Read the version on its own first, so an old or future file gets a version error
+        // rather than a confusing complaint about some key.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let parse_err = |source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let v: VersionOnly = toml::from_str(text).map_err(parse_err)?;
+        if v.version != CONFIG_VERSION {
+            return Err(ConfigError::Version {
+                path: path.to_owned(),
+                found: v.version,
+            });
+        }
+        let config: Config = toml::from_str(text).map_err(parse_err)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The file written by `ward init`: every setting spelled out with its default.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|_| unreachable!("plain data serialises"))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.dicom.max_pdu_length < 65536 {
+            return Err(ConfigError::Invalid {
+                key: "dicom.max_pdu_length",
+                reason: "must be at least 65536".into(),
+            });
+        }
+        if self.dicom.max_associations == 0 {
+            return Err(ConfigError::Invalid {
+                key: "dicom.max_associations",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.dicom.artim_timeout_secs == 0 || self.dicom.idle_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "dicom timeouts",
+                reason: "must be at least one second".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies the environment overrides Ward honours (`WARD_DICOM_LISTEN`, `WARD_AE_TITLE`).
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Ok(listen) = std::env::var("WARD_DICOM_LISTEN") {
+            self.dicom.listen = listen.parse().map_err(|e| ConfigError::Invalid {
+                key: "WARD_DICOM_LISTEN",
+                reason: format!("{e}"),
+            })?;
+        }
+        if let Ok(aet) = std::env::var("WARD_AE_TITLE") {
+            self.dicom.ae_title = AeTitle::parse(&aet).map_err(|e| ConfigError::Invalid {
+                key: "WARD_AE_TITLE",
+                reason: e.to_string(),
+            })?;
+        }
+        self.validate()
+    }
+}
+
+/// The log filter requested through `WARD_LOG` (tracing-subscriber `EnvFilter` syntax).
+pub fn log_filter_from_env() -> Option<String> {
+    std::env::var("WARD_LOG").ok()
 }
 
 #[cfg(test)]
@@ -7,8 +187,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn default_round_trips() {
+        let c = Config::default();
+        let text = c.to_toml();
+        assert_eq!(Config::parse(&text, Path::new("x")).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::parse("version = 1\n[dicom]\nae_tilte = \"X\"\n", Path::new("x"));
+        assert!(matches!(err, Err(ConfigError::Parse { .. })), "{err:?}");
+        let err = Config::parse("version = 1\nfoo = 2\n", Path::new("x"));
+        assert!(matches!(err, Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn version_is_checked() {
+        let err = Config::parse("version = 2\n", Path::new("x"));
+        assert!(matches!(err, Err(ConfigError::Version { found: 2, .. })));
+        assert!(Config::parse("[dicom]\n", Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_errors() {
+        let err = Config::parse("version = 1\n[dicom]\nmax_pdu_length = 100\n", Path::new("x"));
+        assert!(matches!(err, Err(ConfigError::Invalid { .. })));
+        let err = Config::parse("version = 1\n[dicom]\nae_title = \"A\\\\B\"\n", Path::new("x"));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn partial_file_takes_defaults() {
+        let c = Config::parse("version = 1\n[dicom]\nae_title = \"PACS1\"\n", Path::new("x")).unwrap();
+        assert_eq!(c.dicom.ae_title.as_str(), "PACS1");
+        assert_eq!(c.dicom.listen, DicomConfig::default().listen);
+        assert_eq!(c.storage, StorageConfig::default());
     }
 }

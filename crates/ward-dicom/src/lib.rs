@@ -1,14 +1,37 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Ward's adapter over dicom-rs: the length-checked pre-scan every received data set passes
+//! before dicom-object may parse it, Part 10 meta information writing and checked reading,
+//! extraction of the attributes the index keeps, and the catalogue of storage SOP classes and
+//! readable transfer syntaxes.
+//!
+//! Nothing here touches the network or a database, and nothing panics on bytes from a peer or
+//! from disk.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod header;
+mod part10;
+mod prescan;
+mod storage_sop_classes;
+mod ts;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use header::{HeaderError, read_header};
+pub use part10::{
+    MAX_META_GROUP_LEN, Part10Error, Part10Info, read_part10_info, read_part10_info_from,
+    write_part10_header,
+};
+pub use prescan::{
+    PrescanError, PrescanLimits, PrescanSummary, prescan_dataset, prescan_part10_file,
+};
+pub use ts::{
+    is_readable_transfer_syntax, is_storage_sop_class, readable_transfer_syntaxes,
+    storage_sop_classes,
+};
+
+use ward_types::Uid;
+
+/// A new UID under 2.25 (ISO/IEC 9834-8): a random version 4 UUID written as one decimal
+/// integer, for generated objects and tests.
+pub fn generate_uid() -> Uid {
+    let random: u128 = rand::random();
+    // The version and variant bits make the number a well-formed UUID, as the 2.25 arc requires.
+    let uuid = (random & !(0xF << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+    Uid::parse(&format!("2.25.{uuid}")).expect("a 2.25 UID from a non-zero integer is valid")
 }

@@ -1,14 +1,14 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Ward's DICOM upper layer: PDU framing with strict limits, DIMSE command sets, presentation
+//! context negotiation, the association acceptor with its SCP services, and the requestor.
+//!
+//! dicom-ul supplies the PDU types and their body codec; everything above the PDU (association
+//! state, timeouts, P-DATA fragmenting, DIMSE) is here. This crate knows nothing of HTTP.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod client;
+pub mod command;
+pub mod negotiation;
+pub mod pdu;
+pub mod server;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use client::{ClientAssociation, ClientError, ClientOptions, Proposal};
+pub use server::{Server, ServerConfig};

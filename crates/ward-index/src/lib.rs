@@ -1,14 +1,123 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The index: what Ward knows about every stored instance, and the registry of known peers.
+//!
+//! This is the only crate that speaks SQL. Callers see the [`Index`] trait; [`SqliteIndex`] is
+//! its SQLite implementation (a PostgreSQL one can implement the same trait). Values read back
+//! from the database are validated again (UIDs, AE titles, sizes), so a damaged or hand-edited
+//! database yields [`IndexError::Corrupt`], never a panic or an invalid value.
+
+use std::path::PathBuf;
+
+use ward_types::{AePeer, AeTitle, InstanceAttributes, Uid};
+
+mod sqlite;
+
+pub use sqlite::SqliteIndex;
+
+/// Why an index operation failed. Messages carry column and attribute names, never values, so
+/// they can be logged without leaking PHI.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("instance lacks the required attribute {0}")]
+    MissingAttribute(&'static str),
+    #[error("AE title is already registered")]
+    AlreadyExists,
+    #[error("series is already indexed under a different study")]
+    SeriesInOtherStudy,
+    #[error("{0} is too large for the index")]
+    OutOfRange(&'static str),
+    #[error("index holds an invalid value in {0}")]
+    Corrupt(&'static str),
+    #[error("index database {} does not exist", .0.display())]
+    NotFound(PathBuf),
+    #[error("cannot prepare index file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("index database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("index schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An instance to index, as ingest hands it over once the blob is stored.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub attrs: InstanceAttributes,
+    pub transfer_syntax: Uid,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the stored object.
+    pub blob_key: String,
+    pub source_ae: Option<String>,
+    pub received_at_unix_ms: i64,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// Same SOP Instance UID and same blob key: the object was already stored.
+    AlreadyStored,
+    /// Same SOP Instance UID, different content: nothing was written.
+    Conflict {
+        existing_blob_key: String,
+    },
+}
+
+/// One indexed instance, with the UIDs of its study and series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRow {
+    pub sop_instance_uid: Uid,
+    pub sop_class_uid: Uid,
+    pub study_instance_uid: Uid,
+    pub series_instance_uid: Uid,
+    pub transfer_syntax: Uid,
+    pub size: u64,
+    pub blob_key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub patients: u64,
+    pub studies: u64,
+    pub series: u64,
+    pub instances: u64,
+}
+
+/// The index, shared as `Arc<dyn Index>`.
+#[async_trait::async_trait]
+pub trait Index: Send + Sync + 'static {
+    /// Inserts patient, study and series rows as needed and the instance row, in one
+    /// transaction, durable on return.
+    ///
+    /// Requires `attrs.sop_instance_uid`, `sop_class_uid`, `study_instance_uid` and
+    /// `series_instance_uid` ([`IndexError::MissingAttribute`] otherwise). Patient identity is
+    /// (patient_id, issuer_of_patient_id), an absent value counting as the empty string. Study,
+    /// series and patient attributes come from the first instance that created the row. A series
+    /// already indexed under another study is refused ([`IndexError::SeriesInOtherStudy`]).
+    ///
+    /// Race-safe: of concurrent inserts of one SOP Instance UID exactly one is `Inserted`; the
+    /// others are `AlreadyStored` or `Conflict`.
+    async fn insert_instance(&self, new: &NewInstance) -> Result<InsertOutcome, IndexError>;
+    async fn instance(&self, sop_instance_uid: &Uid) -> Result<Option<InstanceRow>, IndexError>;
+    /// Whether any instance refers to this blob.
+    async fn has_blob(&self, blob_key: &str) -> Result<bool, IndexError>;
+    /// Instances in SOP Instance UID order after `after` (from the start when `None`), at most
+    /// `limit` of them, for recovery and verification scans in bounded memory.
+    async fn instances_page(
+        &self,
+        after: Option<&Uid>,
+        limit: u32,
+    ) -> Result<Vec<InstanceRow>, IndexError>;
+    async fn counts(&self) -> Result<Counts, IndexError>;
+
+    // AE registry: the table of known peers, read fresh on every association so changes need no
+    // restart.
+    async fn ae_get(&self, aet: &AeTitle) -> Result<Option<AePeer>, IndexError>;
+    /// Adds a peer; [`IndexError::AlreadyExists`] if the title is registered.
+    async fn ae_add(&self, peer: &AePeer) -> Result<(), IndexError>;
+    /// All peers, ordered by AE title.
+    async fn ae_list(&self) -> Result<Vec<AePeer>, IndexError>;
+    /// Removes a peer; whether it was registered.
+    async fn ae_remove(&self, aet: &AeTitle) -> Result<bool, IndexError>;
 }

@@ -1,14 +1,396 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The one way an object enters Ward: spool → pre-scan → header → validate → blob → index → ack.
+//!
+//! C-STORE (and later STOW-RS) hand their bytes to a [`SpoolWriter`] as they arrive and call
+//! [`SpoolWriter::commit`]; a success returned from `commit` means the object is durable in the
+//! blob store *and* its index row is committed, so the caller may acknowledge it. Nothing here
+//! knows which protocol the bytes came by.
+
+use std::io::{BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use ward_dicom::PrescanLimits;
+use ward_index::{Index, InsertOutcome, NewInstance};
+use ward_store::{BlobKey, BlobStore};
+use ward_types::{InstanceAttributes, Uid};
+
+/// DIMSE status codes of the storage service (PS3.4 B.2.3, PS3.7 C.4) that ingest failures map
+/// to. STOW-RS reports the same codes in its Failure Reason attribute (PS3.18 §10.5.3).
+pub mod status {
+    pub const SUCCESS: u16 = 0x0000;
+    /// The SOP Instance already exists with different content (PS3.7 C.4.10).
+    pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
+    /// Refused: out of resources.
+    pub const OUT_OF_RESOURCES: u16 = 0xA700;
+    /// Error: data set does not match SOP class.
+    pub const DATA_SET_MISMATCH: u16 = 0xA900;
+    /// Error: cannot understand.
+    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Why an object was not stored. Each maps to one storage status code; the message is safe to
+/// send to the peer and to log (it never contains values from the data set).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("object exceeds the size limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("transfer syntax is not one Ward can read")]
+    UnsupportedTransferSyntax,
+    #[error("data set is malformed: {0}")]
+    Malformed(String),
+    #[error("data set does not match the request: {0}")]
+    Mismatch(&'static str),
+    #[error("a different object with this SOP Instance UID is already stored")]
+    Duplicate,
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl IngestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            IngestError::TooLarge { .. } | IngestError::Internal(_) => status::OUT_OF_RESOURCES,
+            IngestError::UnsupportedTransferSyntax | IngestError::Malformed(_) => {
+                status::CANNOT_UNDERSTAND
+            }
+            IngestError::Mismatch(_) => status::DATA_SET_MISMATCH,
+            IngestError::Duplicate => status::DUPLICATE_SOP_INSTANCE,
+        }
     }
+
+    fn internal(e: impl std::fmt::Display) -> IngestError {
+        IngestError::Internal(e.to_string())
+    }
+}
+
+/// Limits applied to every incoming object.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Largest data set accepted, in bytes.
+    pub max_object_bytes: u64,
+    pub prescan: PrescanLimits,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_object_bytes: 4 << 30,
+            prescan: PrescanLimits::default(),
+        }
+    }
+}
+
+/// What the sender claims about an object before its bytes arrive (from the C-STORE command or
+/// the STOW part's meta group) and who sent it.
+#[derive(Debug, Clone)]
+pub struct StoreRequest {
+    pub sop_class: Uid,
+    pub sop_instance: Uid,
+    pub transfer_syntax: Uid,
+    pub source_ae: Option<String>,
+}
+
+/// The result of a successful ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A new object, now durable and indexed.
+    New { key: BlobKey, size: u64 },
+    /// The very same object was already stored; nothing changed.
+    AlreadyStored { key: BlobKey },
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Spool files of transfers that never completed, removed.
+    pub spool_files_removed: u64,
+    /// Blobs without an index row (never acknowledged), removed.
+    pub orphan_blobs_removed: u64,
+    /// Index rows whose blob is missing: acknowledged objects that are gone. Should be zero;
+    /// anything else means the storage below Ward lost data.
+    pub rows_missing_blob: u64,
+}
+
+/// The ingest path, shared by every association and request.
+pub struct Ingest {
+    store: Arc<dyn BlobStore>,
+    index: Arc<dyn Index>,
+    spool_dir: PathBuf,
+    limits: IngestLimits,
+}
+
+impl Ingest {
+    /// `spool_dir` must be on the same filesystem as the blob store so that moving a spooled
+    /// object into the store is a rename.
+    pub fn new(
+        store: Arc<dyn BlobStore>,
+        index: Arc<dyn Index>,
+        spool_dir: PathBuf,
+        limits: IngestLimits,
+    ) -> Ingest {
+        Ingest {
+            store,
+            index,
+            spool_dir,
+            limits,
+        }
+    }
+
+    pub fn index(&self) -> &Arc<dyn Index> {
+        &self.index
+    }
+
+    /// Opens a spool file for one object and writes its Part 10 header (zero preamble and a
+    /// meta group of our own making: nothing of a sender's preamble is ever kept).
+    pub async fn begin(&self, request: StoreRequest) -> Result<SpoolWriter<'_>, IngestError> {
+        if !ward_dicom::is_readable_transfer_syntax(request.transfer_syntax.as_str()) {
+            return Err(IngestError::UnsupportedTransferSyntax);
+        }
+        let mut header = Vec::with_capacity(512);
+        let dataset_offset = ward_dicom::write_part10_header(
+            &mut header,
+            &request.sop_class,
+            &request.sop_instance,
+            &request.transfer_syntax,
+        )
+        .map_err(IngestError::internal)?;
+        // The spool name is random: no value from the peer ever reaches a path.
+        let name = format!("{}.part", hex::encode(rand::random::<[u8; 16]>()));
+        let path = self.spool_dir.join(name);
+        let guard = SpoolGuard(Some(path.clone()));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_owner_only()
+            .open(&path)
+            .await
+            .map_err(IngestError::internal)?;
+        file.write_all(&header).await.map_err(IngestError::internal)?;
+        let mut hasher = Sha256::new();
+        hasher.update(&header);
+        Ok(SpoolWriter {
+            ingest: self,
+            request,
+            file,
+            hasher,
+            dataset_offset,
+            dataset_len: 0,
+            guard,
+        })
+    }
+
+    /// Brings the store back to a consistent state after a stop. The spool is always emptied
+    /// (its files were never acknowledged). With `full_scan`, used after an unclean stop, every
+    /// blob without an index row is removed (the crash came between the blob's rename and the
+    /// index commit, so it was never acknowledged) and every index row is checked for its blob.
+    pub async fn recover(&self, full_scan: bool) -> Result<RecoveryReport, IngestError> {
+        let mut report = RecoveryReport::default();
+        tokio::fs::create_dir_all(&self.spool_dir)
+            .await
+            .map_err(IngestError::internal)?;
+        let mut entries = tokio::fs::read_dir(&self.spool_dir)
+            .await
+            .map_err(IngestError::internal)?;
+        while let Some(entry) = entries.next_entry().await.map_err(IngestError::internal)? {
+            if entry.file_type().await.is_ok_and(|t| t.is_file()) {
+                tokio::fs::remove_file(entry.path())
+                    .await
+                    .map_err(IngestError::internal)?;
+                report.spool_files_removed += 1;
+            }
+        }
+        if !full_scan {
+            return Ok(report);
+        }
+        for shard in 0..=255u8 {
+            for key in self.store.list_shard(shard).await.map_err(IngestError::internal)? {
+                let indexed = self
+                    .index
+                    .has_blob(key.as_str())
+                    .await
+                    .map_err(IngestError::internal)?;
+                if !indexed {
+                    self.store.delete(&key).await.map_err(IngestError::internal)?;
+                    report.orphan_blobs_removed += 1;
+                }
+            }
+        }
+        let mut after: Option<Uid> = None;
+        loop {
+            let page = self
+                .index
+                .instances_page(after.as_ref(), 1000)
+                .await
+                .map_err(IngestError::internal)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.sop_instance_uid.clone());
+            for row in &page {
+                let present = match BlobKey::parse(&row.blob_key) {
+                    Ok(key) => self.store.exists(&key).await.map_err(IngestError::internal)?,
+                    Err(_) => false,
+                };
+                if !present {
+                    report.rows_missing_blob += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Removes a spool file when a transfer is abandoned (association aborted, error, panic
+/// elsewhere) unless the file has been handed over to the blob store.
+struct SpoolGuard(Option<PathBuf>);
+
+impl Drop for SpoolGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+trait OwnerOnly {
+    fn mode_owner_only(&mut self) -> &mut Self;
+}
+
+impl OwnerOnly for tokio::fs::OpenOptions {
+    #[cfg(unix)]
+    fn mode_owner_only(&mut self) -> &mut Self {
+        self.mode(0o600)
+    }
+    #[cfg(not(unix))]
+    fn mode_owner_only(&mut self) -> &mut Self {
+        self
+    }
+}
+
+/// One object being received. Dropping it without [`commit`](SpoolWriter::commit) discards it.
+pub struct SpoolWriter<'a> {
+    ingest: &'a Ingest,
+    request: StoreRequest,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    dataset_offset: u64,
+    dataset_len: u64,
+    guard: SpoolGuard,
+}
+
+impl SpoolWriter<'_> {
+    /// Appends data set bytes as they arrive.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        let limit = self.ingest.limits.max_object_bytes;
+        let new_len = self.dataset_len.saturating_add(chunk.len() as u64);
+        if new_len > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        self.file.write_all(chunk).await.map_err(IngestError::internal)?;
+        self.hasher.update(chunk);
+        self.dataset_len = new_len;
+        Ok(())
+    }
+
+    /// Checks the complete object and makes it durable. Only an `Ok` may be acknowledged.
+    pub async fn commit(mut self) -> Result<Stored, IngestError> {
+        self.file.flush().await.map_err(IngestError::internal)?;
+        let Some(path) = self.guard.0.clone() else {
+            return Err(IngestError::Internal("spool file already released".into()));
+        };
+        let key = BlobKey::from_digest(&self.hasher.clone().finalize().into());
+        let attrs = self.check(&path).await?;
+        let ingest = self.ingest;
+        let uid = &self.request.sop_instance;
+
+        // The common duplicate case is answered before touching the blob store.
+        if let Some(existing) = ingest.index.instance(uid).await.map_err(IngestError::internal)? {
+            return if existing.blob_key == key.as_str() {
+                Ok(Stored::AlreadyStored { key })
+            } else {
+                Err(IngestError::Duplicate)
+            };
+        }
+
+        let size = self.dataset_offset + self.dataset_len;
+        drop(self.file);
+        ingest
+            .store
+            .put_file(&path, &key)
+            .await
+            .map_err(IngestError::internal)?;
+        // The store now owns the bytes under `key`; the spool file is gone.
+        self.guard.0 = None;
+
+        let new = NewInstance {
+            attrs,
+            transfer_syntax: self.request.transfer_syntax.clone(),
+            size,
+            blob_key: key.as_str().to_owned(),
+            source_ae: self.request.source_ae.clone(),
+            received_at_unix_ms: unix_ms(),
+        };
+        match ingest.index.insert_instance(&new).await {
+            Ok(InsertOutcome::Inserted) => Ok(Stored::New { key, size }),
+            Ok(InsertOutcome::AlreadyStored) => Ok(Stored::AlreadyStored { key }),
+            Ok(InsertOutcome::Conflict { .. }) => {
+                // Another association stored a different object under this UID between our
+                // lookup and our insert. Our blob holds this UID's bytes and no row names it.
+                let _ = ingest.store.delete(&key).await;
+                Err(IngestError::Duplicate)
+            }
+            Err(e) => {
+                // Not acknowledged: the blob must not outlive the failed insert, or recovery
+                // would be the only thing that ever removes it.
+                let _ = ingest.store.delete(&key).await;
+                Err(IngestError::internal(e))
+            }
+        }
+    }
+
+    /// Pre-scans the spooled data set, reads its header and checks it against the request.
+    async fn check(&self, path: &Path) -> Result<InstanceAttributes, IngestError> {
+        let path = path.to_owned();
+        let offset = self.dataset_offset;
+        let len = self.dataset_len;
+        let ts = self.request.transfer_syntax.clone();
+        let limits = self.ingest.limits.prescan.clone();
+        let attrs = tokio::task::spawn_blocking(move || -> Result<InstanceAttributes, IngestError> {
+            let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
+            let mut reader = BufReader::with_capacity(64 * 1024, file);
+            reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(IngestError::internal)?;
+            ward_dicom::prescan_dataset(reader, len, ts.as_str(), &limits)
+                .map_err(|e| IngestError::Malformed(e.to_string()))?;
+            ward_dicom::read_header(&path).map_err(|e| IngestError::Malformed(e.to_string()))
+        })
+        .await
+        .map_err(IngestError::internal)??;
+
+        if attrs.sop_instance_uid.as_ref() != Some(&self.request.sop_instance) {
+            return Err(IngestError::Mismatch(
+                "SOP Instance UID differs from the one announced",
+            ));
+        }
+        if attrs.sop_class_uid.as_ref() != Some(&self.request.sop_class) {
+            return Err(IngestError::Mismatch(
+                "SOP Class UID differs from the one announced",
+            ));
+        }
+        if attrs.study_instance_uid.is_none() {
+            return Err(IngestError::Mismatch("Study Instance UID is missing"));
+        }
+        if attrs.series_instance_uid.is_none() {
+            return Err(IngestError::Mismatch("Series Instance UID is missing"));
+        }
+        Ok(attrs)
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -1,0 +1,106 @@
+//! Extraction of the attributes the index keeps from an instance's header.
+
+use std::path::Path;
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use ward_types::{InstanceAttributes, InvalidValue, Uid};
+
+/// Why the header of a file could not be turned into index attributes.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("cannot read the header of the DICOM file")]
+    Read(#[source] Box<dicom_object::ReadError>),
+    #[error("{attribute} is not a valid UID")]
+    InvalidUid {
+        attribute: &'static str,
+        #[source]
+        source: InvalidValue,
+    },
+    #[error("{attribute} does not hold a value of the expected kind")]
+    InvalidValue { attribute: &'static str },
+}
+
+/// Reads the header (everything before Pixel Data) of a Part 10 file and extracts the attributes
+/// the index keeps, decoded to UTF-8 with the data set's Specific Character Set and trimmed of
+/// padding spaces and NULs; absent or empty values are `None`.
+///
+/// The file must ALREADY have passed [`prescan_part10_file`](crate::prescan_part10_file) (or
+/// [`read_part10_info`](crate::read_part10_info) and
+/// [`prescan_dataset`](crate::prescan_dataset)): dicom-object sizes allocations from declared
+/// lengths. A present but invalid UID is an error, not `None`, because the index keys on them.
+pub fn read_header(path: &Path) -> Result<InstanceAttributes, HeaderError> {
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| HeaderError::Read(Box::new(e)))?;
+    let header = Header(&obj);
+    Ok(InstanceAttributes {
+        specific_character_set: header.text(tags::SPECIFIC_CHARACTER_SET, "SpecificCharacterSet")?,
+        patient_id: header.text(tags::PATIENT_ID, "PatientID")?,
+        issuer_of_patient_id: header.text(tags::ISSUER_OF_PATIENT_ID, "IssuerOfPatientID")?,
+        patient_name: header.text(tags::PATIENT_NAME, "PatientName")?,
+        patient_birth_date: header.text(tags::PATIENT_BIRTH_DATE, "PatientBirthDate")?,
+        patient_sex: header.text(tags::PATIENT_SEX, "PatientSex")?,
+        study_instance_uid: header.uid(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+        study_date: header.text(tags::STUDY_DATE, "StudyDate")?,
+        study_time: header.text(tags::STUDY_TIME, "StudyTime")?,
+        accession_number: header.text(tags::ACCESSION_NUMBER, "AccessionNumber")?,
+        study_id: header.text(tags::STUDY_ID, "StudyID")?,
+        study_description: header.text(tags::STUDY_DESCRIPTION, "StudyDescription")?,
+        referring_physician_name: header
+            .text(tags::REFERRING_PHYSICIAN_NAME, "ReferringPhysicianName")?,
+        series_instance_uid: header.uid(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+        modality: header.text(tags::MODALITY, "Modality")?,
+        series_number: header.text(tags::SERIES_NUMBER, "SeriesNumber")?,
+        series_description: header.text(tags::SERIES_DESCRIPTION, "SeriesDescription")?,
+        series_date: header.text(tags::SERIES_DATE, "SeriesDate")?,
+        series_time: header.text(tags::SERIES_TIME, "SeriesTime")?,
+        body_part_examined: header.text(tags::BODY_PART_EXAMINED, "BodyPartExamined")?,
+        sop_class_uid: header.uid(tags::SOP_CLASS_UID, "SOPClassUID")?,
+        sop_instance_uid: header.uid(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+        instance_number: header.text(tags::INSTANCE_NUMBER, "InstanceNumber")?,
+        content_date: header.text(tags::CONTENT_DATE, "ContentDate")?,
+        content_time: header.text(tags::CONTENT_TIME, "ContentTime")?,
+        rows: header.u16(tags::ROWS, "Rows")?,
+        columns: header.u16(tags::COLUMNS, "Columns")?,
+        number_of_frames: header.text(tags::NUMBER_OF_FRAMES, "NumberOfFrames")?,
+    })
+}
+
+struct Header<'a>(&'a DefaultDicomObject);
+
+impl Header<'_> {
+    /// The value as text (multiple values joined by a backslash), or `None` when absent or empty.
+    fn text(&self, tag: Tag, attribute: &'static str) -> Result<Option<String>, HeaderError> {
+        let Some(element) = self.0.get(tag) else {
+            return Ok(None);
+        };
+        let value = element
+            .to_str()
+            .map_err(|_| HeaderError::InvalidValue { attribute })?;
+        let value = value.trim_matches([' ', '\0']);
+        Ok((!value.is_empty()).then(|| value.to_owned()))
+    }
+
+    fn uid(&self, tag: Tag, attribute: &'static str) -> Result<Option<Uid>, HeaderError> {
+        self.text(tag, attribute)?
+            .map(|value| {
+                Uid::parse(&value).map_err(|source| HeaderError::InvalidUid { attribute, source })
+            })
+            .transpose()
+    }
+
+    fn u16(&self, tag: Tag, attribute: &'static str) -> Result<Option<u16>, HeaderError> {
+        self.text(tag, attribute)?
+            .map(|value| {
+                value
+                    .parse()
+                    .map_err(|_| HeaderError::InvalidValue { attribute })
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,487 @@
+//! The SQLite implementation of [`Index`].
+//!
+//! Concurrency: SQLite allows one writer at a time. A reader transaction that later tries to
+//! write can fail with `SQLITE_BUSY` at once (no waiting helps: it would need the snapshot it
+//! already holds to be current), so writes never run on reader connections. All writes go
+//! through one dedicated connection and start with `BEGIN IMMEDIATE`, which takes the write lock
+//! up front and waits for it under the busy timeout (this also serialises writers in other
+//! processes, such as the CLI); reads use a separate pool of `query_only` connections that WAL
+//! lets run alongside the writer.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+use ward_types::{AePeer, AeTitle, HostPattern, OperationSet, Uid};
+
+use crate::{Counts, Index, IndexError, InsertOutcome, InstanceRow, NewInstance};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for a lock held by another connection or process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Concurrent read connections. Reads are short indexed lookups; this bounds file handles and
+/// page caches, not throughput.
+const MAX_READERS: u32 = 8;
+
+const FILE_MODE: u32 = 0o600;
+
+/// The columns of [`InstanceRow`], in the order [`instance_row`] reads them.
+macro_rules! instance_select {
+    () => {
+        "SELECT i.sop_instance_uid, i.sop_class_uid, st.study_instance_uid, \
+         se.series_instance_uid, i.transfer_syntax_uid, i.size, i.blob_key \
+         FROM instance i \
+         JOIN series se ON se.id = i.series_fk \
+         JOIN study st ON st.id = se.study_fk "
+    };
+}
+
+const INSTANCE_BY_UID: &str = concat!(instance_select!(), "WHERE i.sop_instance_uid = $1");
+/// '' sorts before every UID, so the first page needs no separate statement.
+const INSTANCES_PAGE: &str = concat!(
+    instance_select!(),
+    "WHERE i.sop_instance_uid > $1 ORDER BY i.sop_instance_uid LIMIT $2"
+);
+const HAS_BLOB: &str = "SELECT 1 FROM instance WHERE blob_key = $1 LIMIT 1";
+const AE_GET: &str = "SELECT aet, host, port, allow FROM ae_peer WHERE aet = $1";
+const AE_LIST: &str = "SELECT aet, host, port, allow FROM ae_peer ORDER BY aet";
+
+/// The index in one SQLite database file.
+pub struct SqliteIndex {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteIndex {
+    /// Opens (creating it if `create`) the database file with mode `0600`, in WAL mode with
+    /// `synchronous=FULL` (a commit is on stable storage when it returns), foreign keys on and a
+    /// busy timeout, and brings its schema up to date.
+    pub async fn open(path: &Path, create: bool) -> Result<Self, IndexError> {
+        prepare_file(path, create).await?;
+
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            // prepare_file made the file; if it vanished since, failing beats creating it with
+            // the process umask.
+            .create_if_missing(false)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Full);
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone().journal_mode(SqliteJournalMode::Wal))
+            .await?;
+        MIGRATOR.run(&writer).await?;
+
+        let readers = SqlitePoolOptions::new()
+            .max_connections(MAX_READERS)
+            .connect_with(base.pragma("query_only", "ON"))
+            .await?;
+
+        Ok(SqliteIndex { writer, readers })
+    }
+
+    /// Closes all connections, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        // Last, so the final connection to close can checkpoint the WAL into the main file.
+        self.writer.close().await;
+    }
+}
+
+/// Creates the database file owner-only, or narrows an existing one (and its WAL and
+/// shared-memory files, which SQLite creates with the main file's mode) to owner-only.
+async fn prepare_file(path: &Path, create: bool) -> Result<(), IndexError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| IndexError::Io { path, source }
+    };
+    match tokio::fs::metadata(path).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !create {
+                return Err(IndexError::NotFound(path.to_owned()));
+            }
+            // An empty file is a valid, empty SQLite database; creating it here is what lets
+            // us choose its mode.
+            match tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(path)
+                .await
+            {
+                Ok(file) => file.sync_all().await.map_err(io_err(path))?,
+                // Created by someone else in between: treat it like any existing file.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(path)(e)),
+            }
+        }
+        Err(e) => return Err(io_err(path)(e)),
+    }
+
+    for file in [
+        path.to_owned(),
+        sibling(path, "-wal"),
+        sibling(path, "-shm"),
+    ] {
+        let mode = match tokio::fs::metadata(&file).await {
+            Ok(meta) => meta.permissions().mode() & 0o777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&file)(e)),
+        };
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %file.display(),
+                mode = format_args!("{mode:o}"),
+                "index file was accessible to group or others; restricting it to its owner"
+            );
+            tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(FILE_MODE))
+                .await
+                .map_err(io_err(&file))?;
+        }
+    }
+    Ok(())
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn uid_column(row: &SqliteRow, index: usize, what: &'static str) -> Result<Uid, IndexError> {
+    let raw: String = row.try_get(index)?;
+    Uid::parse(&raw).map_err(|_| IndexError::Corrupt(what))
+}
+
+fn instance_row(row: &SqliteRow) -> Result<InstanceRow, IndexError> {
+    let size: i64 = row.try_get(5)?;
+    Ok(InstanceRow {
+        sop_instance_uid: uid_column(row, 0, "instance.sop_instance_uid")?,
+        sop_class_uid: uid_column(row, 1, "instance.sop_class_uid")?,
+        study_instance_uid: uid_column(row, 2, "study.study_instance_uid")?,
+        series_instance_uid: uid_column(row, 3, "series.series_instance_uid")?,
+        transfer_syntax: uid_column(row, 4, "instance.transfer_syntax_uid")?,
+        size: u64::try_from(size).map_err(|_| IndexError::Corrupt("instance.size"))?,
+        blob_key: row.try_get(6)?,
+    })
+}
+
+fn ae_peer_row(row: &SqliteRow) -> Result<AePeer, IndexError> {
+    let aet: String = row.try_get(0)?;
+    let host: String = row.try_get(1)?;
+    let port: Option<i64> = row.try_get(2)?;
+    let allow: String = row.try_get(3)?;
+    Ok(AePeer {
+        aet: AeTitle::parse(&aet).map_err(|_| IndexError::Corrupt("ae_peer.aet"))?,
+        host: HostPattern::from_str(&host).map_err(|_| IndexError::Corrupt("ae_peer.host"))?,
+        port: port
+            .map(u16::try_from)
+            .transpose()
+            .map_err(|_| IndexError::Corrupt("ae_peer.port"))?,
+        allow: OperationSet::from_str(&allow).map_err(|_| IndexError::Corrupt("ae_peer.allow"))?,
+    })
+}
+
+fn required<'a>(value: Option<&'a Uid>, name: &'static str) -> Result<&'a Uid, IndexError> {
+    value.ok_or(IndexError::MissingAttribute(name))
+}
+
+/// The existing instance's blob key, if `sop_instance_uid` is indexed.
+async fn existing_blob_key(
+    conn: &mut SqliteConnection,
+    sop_instance_uid: &Uid,
+) -> Result<Option<String>, IndexError> {
+    Ok(
+        sqlx::query_scalar("SELECT blob_key FROM instance WHERE sop_instance_uid = $1")
+            .bind(sop_instance_uid.as_str())
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// The study row for the new instance, creating it (and its patient) if the study is new.
+/// Returns the study id and how many patient and study rows were created.
+async fn find_or_create_study(
+    conn: &mut SqliteConnection,
+    new: &NewInstance,
+    study_uid: &Uid,
+) -> Result<(i64, i64, i64), IndexError> {
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM study WHERE study_instance_uid = $1")
+            .bind(study_uid.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(id) = existing {
+        return Ok((id, 0, 0));
+    }
+
+    let a = &new.attrs;
+    let patient_id = a.patient_id.as_deref().unwrap_or("");
+    let issuer = a.issuer_of_patient_id.as_deref().unwrap_or("");
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM patient WHERE patient_id = $1 AND issuer_of_patient_id = $2",
+    )
+    .bind(patient_id)
+    .bind(issuer)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (patient_fk, new_patients) = match found {
+        Some(id) => (id, 0),
+        None => {
+            let id = sqlx::query_scalar(
+                "INSERT INTO patient (patient_id, issuer_of_patient_id, patient_name, \
+                 patient_name_upper, patient_birth_date, patient_sex) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(patient_id)
+            .bind(issuer)
+            .bind(a.patient_name.as_deref())
+            .bind(a.patient_name.as_deref().map(str::to_uppercase))
+            .bind(a.patient_birth_date.as_deref())
+            .bind(a.patient_sex.as_deref())
+            .fetch_one(&mut *conn)
+            .await?;
+            (id, 1)
+        }
+    };
+
+    let study_fk = sqlx::query_scalar(
+        "INSERT INTO study (patient_fk, study_instance_uid, study_date, study_time, \
+         accession_number, study_id, study_description, referring_physician_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(patient_fk)
+    .bind(study_uid.as_str())
+    .bind(a.study_date.as_deref())
+    .bind(a.study_time.as_deref())
+    .bind(a.accession_number.as_deref())
+    .bind(a.study_id.as_deref())
+    .bind(a.study_description.as_deref())
+    .bind(a.referring_physician_name.as_deref())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((study_fk, new_patients, 1))
+}
+
+/// The series row for the new instance, creating it if new. Returns the series id and how many
+/// series rows were created.
+async fn find_or_create_series(
+    conn: &mut SqliteConnection,
+    new: &NewInstance,
+    study_fk: i64,
+    series_uid: &Uid,
+) -> Result<(i64, i64), IndexError> {
+    let existing: Option<(i64, i64)> =
+        sqlx::query_as("SELECT id, study_fk FROM series WHERE series_instance_uid = $1")
+            .bind(series_uid.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    match existing {
+        Some((id, owner)) if owner == study_fk => Ok((id, 0)),
+        // Filing the instance under the other study would make its own StudyInstanceUID lie.
+        Some(_) => Err(IndexError::SeriesInOtherStudy),
+        None => {
+            let a = &new.attrs;
+            let id = sqlx::query_scalar(
+                "INSERT INTO series (study_fk, series_instance_uid, modality, series_number, \
+                 series_description, series_date, series_time, body_part_examined) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(study_fk)
+            .bind(series_uid.as_str())
+            .bind(a.modality.as_deref())
+            .bind(a.series_number.as_deref())
+            .bind(a.series_description.as_deref())
+            .bind(a.series_date.as_deref())
+            .bind(a.series_time.as_deref())
+            .bind(a.body_part_examined.as_deref())
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok((id, 1))
+        }
+    }
+}
+
+fn count_column(row: &SqliteRow, index: usize, what: &'static str) -> Result<u64, IndexError> {
+    let n: i64 = row.try_get(index)?;
+    u64::try_from(n).map_err(|_| IndexError::Corrupt(what))
+}
+
+#[async_trait::async_trait]
+impl Index for SqliteIndex {
+    async fn insert_instance(&self, new: &NewInstance) -> Result<InsertOutcome, IndexError> {
+        let a = &new.attrs;
+        let sop_uid = required(a.sop_instance_uid.as_ref(), "SOPInstanceUID")?;
+        let class_uid = required(a.sop_class_uid.as_ref(), "SOPClassUID")?;
+        let study_uid = required(a.study_instance_uid.as_ref(), "StudyInstanceUID")?;
+        let series_uid = required(a.series_instance_uid.as_ref(), "SeriesInstanceUID")?;
+        let size = i64::try_from(new.size).map_err(|_| IndexError::OutOfRange("size"))?;
+
+        // Holding the write lock from here to commit makes the check below and the inserts one
+        // atomic step: no other writer, in this process or another, can slip in between. The
+        // UNIQUE constraint on sop_instance_uid stays as the backstop. On any early return the
+        // dropped transaction rolls back, so nothing is written.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+
+        if let Some(existing) = existing_blob_key(&mut tx, sop_uid).await? {
+            tx.rollback().await?;
+            return Ok(if existing == new.blob_key {
+                InsertOutcome::AlreadyStored
+            } else {
+                InsertOutcome::Conflict {
+                    existing_blob_key: existing,
+                }
+            });
+        }
+
+        let (study_fk, new_patients, new_studies) =
+            find_or_create_study(&mut tx, new, study_uid).await?;
+        let (series_fk, new_series) =
+            find_or_create_series(&mut tx, new, study_fk, series_uid).await?;
+
+        sqlx::query(
+            "INSERT INTO instance (series_fk, sop_instance_uid, sop_class_uid, instance_number, \
+             content_date, content_time, pixel_rows, pixel_columns, number_of_frames, \
+             specific_character_set, transfer_syntax_uid, size, blob_key, source_ae, \
+             received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(series_fk)
+        .bind(sop_uid.as_str())
+        .bind(class_uid.as_str())
+        .bind(a.instance_number.as_deref())
+        .bind(a.content_date.as_deref())
+        .bind(a.content_time.as_deref())
+        .bind(a.rows.map(i64::from))
+        .bind(a.columns.map(i64::from))
+        .bind(a.number_of_frames.as_deref())
+        .bind(a.specific_character_set.as_deref())
+        .bind(new.transfer_syntax.as_str())
+        .bind(size)
+        .bind(new.blob_key.as_str())
+        .bind(new.source_ae.as_deref())
+        .bind(new.received_at_unix_ms)
+        .execute(&mut *tx)
+        .await?;
+
+        sqlx::query(
+            "UPDATE counts SET patients = patients + $1, studies = studies + $2, \
+             series = series + $3, instances = instances + 1 WHERE id = 1",
+        )
+        .bind(new_patients)
+        .bind(new_studies)
+        .bind(new_series)
+        .execute(&mut *tx)
+        .await?;
+
+        tx.commit().await?;
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn instance(&self, sop_instance_uid: &Uid) -> Result<Option<InstanceRow>, IndexError> {
+        sqlx::query(INSTANCE_BY_UID)
+            .bind(sop_instance_uid.as_str())
+            .fetch_optional(&self.readers)
+            .await?
+            .as_ref()
+            .map(instance_row)
+            .transpose()
+    }
+
+    async fn has_blob(&self, blob_key: &str) -> Result<bool, IndexError> {
+        Ok(sqlx::query(HAS_BLOB)
+            .bind(blob_key)
+            .fetch_optional(&self.readers)
+            .await?
+            .is_some())
+    }
+
+    async fn instances_page(
+        &self,
+        after: Option<&Uid>,
+        limit: u32,
+    ) -> Result<Vec<InstanceRow>, IndexError> {
+        sqlx::query(INSTANCES_PAGE)
+            .bind(after.map_or("", Uid::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(instance_row)
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<Counts, IndexError> {
+        let row = sqlx::query("SELECT patients, studies, series, instances FROM counts")
+            .fetch_optional(&self.readers)
+            .await?
+            .ok_or(IndexError::Corrupt("counts"))?;
+        Ok(Counts {
+            patients: count_column(&row, 0, "counts.patients")?,
+            studies: count_column(&row, 1, "counts.studies")?,
+            series: count_column(&row, 2, "counts.series")?,
+            instances: count_column(&row, 3, "counts.instances")?,
+        })
+    }
+
+    async fn ae_get(&self, aet: &AeTitle) -> Result<Option<AePeer>, IndexError> {
+        sqlx::query(AE_GET)
+            .bind(aet.as_str())
+            .fetch_optional(&self.readers)
+            .await?
+            .as_ref()
+            .map(ae_peer_row)
+            .transpose()
+    }
+
+    async fn ae_add(&self, peer: &AePeer) -> Result<(), IndexError> {
+        // One autocommit statement: it takes the write lock directly, no upgrade involved.
+        let inserted = sqlx::query(
+            "INSERT INTO ae_peer (aet, host, port, allow) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (aet) DO NOTHING",
+        )
+        .bind(peer.aet.as_str())
+        .bind(peer.host.to_string())
+        .bind(peer.port.map(i64::from))
+        .bind(peer.allow.to_string())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(IndexError::AlreadyExists);
+        }
+        Ok(())
+    }
+
+    async fn ae_list(&self) -> Result<Vec<AePeer>, IndexError> {
+        sqlx::query(AE_LIST)
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(ae_peer_row)
+            .collect()
+    }
+
+    async fn ae_remove(&self, aet: &AeTitle) -> Result<bool, IndexError> {
+        let removed = sqlx::query("DELETE FROM ae_peer WHERE aet = $1")
+            .bind(aet.as_str())
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests;
