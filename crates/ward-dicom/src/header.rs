@@ -39,7 +39,8 @@ pub fn read_header(path: &Path) -> Result<InstanceAttributes, HeaderError> {
         .map_err(|e| HeaderError::Read(Box::new(e)))?;
     let header = Header(&obj);
     Ok(InstanceAttributes {
-        specific_character_set: header.text(tags::SPECIFIC_CHARACTER_SET, "SpecificCharacterSet")?,
+        specific_character_set: header
+            .text(tags::SPECIFIC_CHARACTER_SET, "SpecificCharacterSet")?,
         patient_id: header.text(tags::PATIENT_ID, "PatientID")?,
         issuer_of_patient_id: header.text(tags::ISSUER_OF_PATIENT_ID, "IssuerOfPatientID")?,
         patient_name: header.text(tags::PATIENT_NAME, "PatientName")?,

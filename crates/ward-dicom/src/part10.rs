@@ -78,9 +78,24 @@ pub fn write_part10_header<W: Write>(
     put_element(&mut group, 0x0001, VR::OB, &[0x00, 0x01])?;
     put_element(&mut group, 0x0002, VR::UI, sop_class.as_str().as_bytes())?;
     put_element(&mut group, 0x0003, VR::UI, sop_instance.as_str().as_bytes())?;
-    put_element(&mut group, 0x0010, VR::UI, transfer_syntax.as_str().as_bytes())?;
-    put_element(&mut group, 0x0012, VR::UI, IMPLEMENTATION_CLASS_UID.as_bytes())?;
-    put_element(&mut group, 0x0013, VR::SH, IMPLEMENTATION_VERSION_NAME.as_bytes())?;
+    put_element(
+        &mut group,
+        0x0010,
+        VR::UI,
+        transfer_syntax.as_str().as_bytes(),
+    )?;
+    put_element(
+        &mut group,
+        0x0012,
+        VR::UI,
+        IMPLEMENTATION_CLASS_UID.as_bytes(),
+    )?;
+    put_element(
+        &mut group,
+        0x0013,
+        VR::SH,
+        IMPLEMENTATION_VERSION_NAME.as_bytes(),
+    )?;
     let group_len = u32::try_from(group.len()).map_err(io::Error::other)?;
 
     let mut out = Vec::with_capacity(PREAMBLE_LEN + 16 + group.len());
@@ -144,9 +159,20 @@ pub fn read_part10_info_from<R: Read>(mut r: R, file_len: u64) -> Result<Part10I
         return Err(Part10Error::NotDicom);
     }
     let group_len = match group_length {
-        [0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00, v0, v1, v2, v3] => {
-            u32::from_le_bytes([*v0, *v1, *v2, *v3])
-        }
+        [
+            0x02,
+            0x00,
+            0x00,
+            0x00,
+            b'U',
+            b'L',
+            0x04,
+            0x00,
+            v0,
+            v1,
+            v2,
+            v3,
+        ] => u32::from_le_bytes([*v0, *v1, *v2, *v3]),
         _ => return Err(Part10Error::MissingGroupLength),
     };
     if group_len > MAX_META_GROUP_LEN {

@@ -141,8 +141,14 @@ mod tests {
         assert!(!is_readable_transfer_syntax(""));
 
         let layout = |uid| Layout::of(uid).unwrap();
-        assert_eq!(layout("1.2.840.10008.1.2").encoding, Encoding::ImplicitLittle);
-        assert_eq!(layout("1.2.840.10008.1.2.2").encoding, Encoding::ExplicitBig);
+        assert_eq!(
+            layout("1.2.840.10008.1.2").encoding,
+            Encoding::ImplicitLittle
+        );
+        assert_eq!(
+            layout("1.2.840.10008.1.2.2").encoding,
+            Encoding::ExplicitBig
+        );
         let deflated = layout("1.2.840.10008.1.2.1.99");
         assert!(deflated.deflated);
         assert_eq!(deflated.encoding, Encoding::ExplicitLittle);

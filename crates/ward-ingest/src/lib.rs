@@ -339,6 +339,12 @@ impl SpoolWriter<'_> {
                 let _ = ingest.store.delete(&key).await;
                 Err(IngestError::Duplicate)
             }
+            Err(ward_index::IndexError::SeriesInOtherStudy) => {
+                let _ = ingest.store.delete(&key).await;
+                Err(IngestError::Mismatch(
+                    "Series Instance UID already belongs to another study",
+                ))
+            }
             Err(e) => {
                 // Not acknowledged: the blob must not outlive the failed insert, or recovery
                 // would be the only thing that ever removes it.

@@ -12,7 +12,6 @@ use ward_ingest::{Ingest, IngestLimits};
 use ward_store::LocalBlobStore;
 
 const INDEX_FILE: &str = "index.sqlite";
-const BLOBS_DIR: &str = "blobs";
 const SPOOL_DIR: &str = "spool";
 /// Present while a server runs; finding it at start means the last run did not stop cleanly.
 const RUNNING_FILE: &str = "ward.pid";
@@ -35,9 +34,7 @@ impl DataDir {
             }
         }
         create_private_dir(root)?;
-        for sub in [BLOBS_DIR, SPOOL_DIR] {
-            create_private_dir(&root.join(sub))?;
-        }
+        create_private_dir(&root.join(SPOOL_DIR))?;
         write_private_file(
             &root.join(ward_config::CONFIG_FILE),
             Config::default().to_toml().as_bytes(),
@@ -75,7 +72,7 @@ impl DataDir {
     }
 
     pub fn ingest(&self, index: Arc<dyn Index>, config: &Config) -> Result<Ingest> {
-        let store = LocalBlobStore::open(&self.root.join(BLOBS_DIR))
+        let store = LocalBlobStore::open(&self.root)
             .context("cannot open the blob store")?;
         let limits = IngestLimits {
             max_object_bytes: config.storage.max_object_bytes,

@@ -1,0 +1,235 @@
+//! Fixtures for Ward's integration tests: a real `ward serve` on a free loopback port, the
+//! paths of the peer tools nobody here wrote (DCMTK, pynetdicom), synthetic DICOM objects, and a
+//! raw DIMSE client for playing hostile input over a real socket. Never shipped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod dicom;
+pub mod raw;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Runs a `ward` subcommand to completion.
+pub fn ward(bin: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .output()
+        .expect("ward runs")
+}
+
+/// Runs a `ward` subcommand that must succeed, returning its stdout.
+pub fn ward_ok(bin: &Path, args: &[&str]) -> String {
+    let out = ward(bin, args);
+    assert!(
+        out.status.success(),
+        "ward {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A DCMTK tool by absolute path (pynetdicom installs scripts of the same names that may come
+/// first on PATH), with Nagle's algorithm off as DCMTK needs for sane latency.
+pub fn dcmtk(tool: &str) -> Command {
+    let path = Path::new("/usr/bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} is missing: the test command installs DCMTK (Debian package dcmtk)",
+        path.display()
+    );
+    let mut cmd = Command::new(path);
+    cmd.env("TCP_NODELAY", "1");
+    cmd
+}
+
+/// `python3` running one of the scripts under the repository's `tests/py/`.
+pub fn python_script(name: &str) -> Command {
+    let script = repo_root().join("tests").join("py").join(name);
+    assert!(script.exists(), "{} is missing", script.display());
+    let mut cmd = Command::new("python3");
+    cmd.arg(script);
+    cmd
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crate lives two levels below the repository root")
+        .to_owned()
+}
+
+/// The directory of pydicom's bundled test files.
+pub fn pydicom_test_files() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, pydicom.data as d; print(os.path.dirname(d.get_testdata_file('CT_small.dcm')))",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "pydicom is missing: the test command installs it ({})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A running `ward serve` on 127.0.0.1 with a port chosen by the kernel.
+pub struct WardServer {
+    bin: PathBuf,
+    pub data: PathBuf,
+    child: Child,
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl WardServer {
+    /// Starts `ward serve` on an existing (or new) data directory and waits until it listens.
+    pub fn start(bin: &Path, data: &Path) -> WardServer {
+        Self::start_with(bin, data, &[])
+    }
+
+    /// Same, with extra arguments for `ward serve`.
+    pub fn start_with(bin: &Path, data: &Path, extra: &[&str]) -> WardServer {
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--dicom-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("WARD_LOG", "info,ward_dimse=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ward serve starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .split("listening on 127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "ward serve did not start listening:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        WardServer {
+            bin: bin.to_owned(),
+            data: data.to_owned(),
+            child,
+            port,
+            log,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    /// Peak resident set size so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status("VmHWM:")
+    }
+
+    fn proc_status(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("server is alive");
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("status line present")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.child.wait().expect("wait for ward")
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash or power cut of the process.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs `ward` with `args` followed by `--data DIR`.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut all: Vec<&str> = args.to_vec();
+        let data = self.data.to_str().expect("utf-8 path");
+        all.extend(["--data", data]);
+        ward_ok(&self.bin, &all)
+    }
+}
+
+impl Drop for WardServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh data directory with the given peers registered: `(aet, host, allow)`.
+pub fn data_dir_with_peers(bin: &Path, peers: &[(&str, &str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let data_s = data.to_str().expect("utf-8 path");
+    ward_ok(bin, &["init", "--data", data_s]);
+    for (aet, host, allow) in peers {
+        ward_ok(
+            bin,
+            &["ae", "add", aet, "--host", host, "--allow", allow, "--data", data_s],
+        );
+    }
+    dir
+}
