@@ -1,12 +1,17 @@
 //! Extraction of the attributes the index keeps from an instance's header.
 
+use std::borrow::Cow;
 use std::path::Path;
 
-use dicom_core::Tag;
+use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
+use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use ward_types::{InstanceAttributes, InvalidValue, Uid};
+
+#[allow(deprecated)] // retired, but still a transfer syntax Ward reads
+const EXPLICIT_VR_BIG_ENDIAN: &str = dicom_dictionary_std::uids::EXPLICIT_VR_BIG_ENDIAN;
 
 /// Why the header of a file could not be turned into index attributes.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +42,7 @@ pub fn read_header(path: &Path) -> Result<InstanceAttributes, HeaderError> {
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| HeaderError::Read(Box::new(e)))?;
-    let header = Header(&obj);
+    let header = Header::new(&obj)?;
     Ok(InstanceAttributes {
         specific_character_set: header
             .text(tags::SPECIFIC_CHARACTER_SET, "SpecificCharacterSet")?,
@@ -72,17 +77,50 @@ pub fn read_header(path: &Path) -> Result<InstanceAttributes, HeaderError> {
     })
 }
 
-struct Header<'a>(&'a DefaultDicomObject);
+struct Header<'a> {
+    obj: &'a DefaultDicomObject,
+    /// For values stored as UN, which dicom-object leaves undecoded.
+    charset: SpecificCharacterSet,
+    big_endian: bool,
+}
 
-impl Header<'_> {
+impl<'a> Header<'a> {
+    fn new(obj: &'a DefaultDicomObject) -> Result<Self, HeaderError> {
+        let mut header = Header {
+            obj,
+            charset: SpecificCharacterSet::default(),
+            big_endian: obj.meta().transfer_syntax() == EXPLICIT_VR_BIG_ENDIAN,
+        };
+        // Only the first value matters for UN values: code extensions (ISO 2022) are not
+        // supported there, and an unknown term falls back to the default repertoire.
+        let charset = header.text(tags::SPECIFIC_CHARACTER_SET, "SpecificCharacterSet")?;
+        if let Some(cs) = charset
+            .as_deref()
+            .and_then(|cs| cs.split('\\').next())
+            .and_then(|term| SpecificCharacterSet::from_code(term.trim()))
+        {
+            header.charset = cs;
+        }
+        Ok(header)
+    }
+
     /// The value as text (multiple values joined by a backslash), or `None` when absent or empty.
     fn text(&self, tag: Tag, attribute: &'static str) -> Result<Option<String>, HeaderError> {
-        let Some(element) = self.0.get(tag) else {
+        let Some(element) = self.obj.get(tag) else {
             return Ok(None);
         };
-        let value = element
-            .to_str()
-            .map_err(|_| HeaderError::InvalidValue { attribute })?;
+        let invalid = HeaderError::InvalidValue { attribute };
+        // A writer that did not know the attribute sends it as UN: its bytes are still text in
+        // the data set's character set.
+        let value = if element.vr() == VR::UN {
+            let bytes = element.to_bytes().map_err(|_| invalid)?;
+            match self.charset.decode(&bytes) {
+                Ok(text) => Cow::Owned(text),
+                Err(_) => return Err(HeaderError::InvalidValue { attribute }),
+            }
+        } else {
+            element.to_str().map_err(|_| invalid)?
+        };
         let value = value.trim_matches([' ', '\0']);
         Ok((!value.is_empty()).then(|| value.to_owned()))
     }
@@ -96,12 +134,22 @@ impl Header<'_> {
     }
 
     fn u16(&self, tag: Tag, attribute: &'static str) -> Result<Option<u16>, HeaderError> {
-        self.text(tag, attribute)?
-            .map(|value| {
-                value
-                    .parse()
-                    .map_err(|_| HeaderError::InvalidValue { attribute })
-            })
-            .transpose()
+        let invalid = || HeaderError::InvalidValue { attribute };
+        match self.obj.get(tag) {
+            None => Ok(None),
+            Some(element) if element.vr() == VR::UN => {
+                let bytes = element.to_bytes().map_err(|_| invalid())?;
+                match <[u8; 2]>::try_from(bytes.as_ref()) {
+                    Ok(b) if self.big_endian => Ok(Some(u16::from_be_bytes(b))),
+                    Ok(b) => Ok(Some(u16::from_le_bytes(b))),
+                    Err(_) if bytes.is_empty() => Ok(None),
+                    Err(_) => Err(invalid()),
+                }
+            }
+            Some(_) => self
+                .text(tag, attribute)?
+                .map(|value| value.parse().map_err(|_| invalid()))
+                .transpose(),
+        }
     }
 }

@@ -97,3 +97,23 @@ fn a_file_that_is_not_dicom_is_an_error() {
     std::fs::write(&path, [0u8; 200]).unwrap();
     assert!(matches!(read_header(&path), Err(HeaderError::Read(_))));
 }
+
+#[test]
+fn attributes_sent_as_un_are_decoded() {
+    let data = [
+        element((0x0008, 0x0005), b"CS", b"ISO_IR 100"),
+        element((0x0010, 0x0010), b"UN", b"M\xfcller^Ren\xe9e"),
+        element((0x0020, 0x000D), b"UN", b"1.2.3.4.5.6.9\0"),
+        element((0x0028, 0x0010), b"UN", &512u16.to_le_bytes()),
+        element((0x0028, 0x0011), b"UN", b""),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let path = part10_file(&dir, "un.dcm", EXPLICIT_LE, &data);
+    prescan_part10_file(&path, &PrescanLimits::default()).unwrap();
+    let attrs = read_header(&path).unwrap();
+    assert_eq!(attrs.patient_name.as_deref(), Some("Müller^Renée"));
+    assert_eq!(attrs.study_instance_uid.unwrap().as_str(), "1.2.3.4.5.6.9");
+    assert_eq!(attrs.rows, Some(512));
+    assert_eq!(attrs.columns, None);
+}

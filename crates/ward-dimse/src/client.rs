@@ -187,8 +187,9 @@ impl ClientAssociation {
     }
 
     /// C-STORE of a Part 10 file, sent as stored (its data set bytes are streamed from disk
-    /// unchanged; the preamble and meta group are not sent). Returns the status.
-    pub async fn store_file(&mut self, path: &Path) -> Result<u16, ClientError> {
+    /// unchanged; the preamble and meta group are not sent). Returns the status and the
+    /// SCP's error comment, if any.
+    pub async fn store_file(&mut self, path: &Path) -> Result<(u16, Option<String>), ClientError> {
         let file_err = |reason: String| ClientError::File {
             path: path.display().to_string(),
             reason,
@@ -237,7 +238,11 @@ impl ClientAssociation {
         }
         self.stream.flush().await.map_err(PduError::from)?;
         let rsp = self.read_response(id).await?;
-        rsp.status().map_err(|e| ClientError::Protocol(e.to_string()))
+        let status = rsp
+            .status()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let comment = rsp.string(tag::ERROR_COMMENT).ok().flatten();
+        Ok((status, comment))
     }
 
     /// Reads PDUs until the response to `message_id` is complete.

@@ -73,13 +73,17 @@ pub async fn run(args: StoreArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.address))?;
         for item in group {
             match assoc.store_file(&item.path).await {
-                Ok(status) if ward_dimse::command::status::is_success_or_warning(status) => {
+                Ok((status, _)) if ward_dimse::command::status::is_success_or_warning(status) => {
                     sent += 1;
                 }
-                Ok(status) => {
+                Ok((status, comment)) => {
                     failed += 1;
+                    let comment = comment.map(|c| format!(" ({c})")).unwrap_or_default();
                     bar.suspend(|| {
-                        eprintln!("failed {}: status {status:#06x}", item.path.display())
+                        eprintln!(
+                            "failed {}: status {status:#06x}{comment}",
+                            item.path.display()
+                        )
                     });
                 }
                 Err(e @ ward_dimse::ClientError::NoContext) => {
