@@ -35,3 +35,22 @@ pub fn generate_uid() -> Uid {
     let uuid = (random & !(0xF << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
     Uid::parse(&format!("2.25.{uuid}")).expect("a 2.25 UID from a non-zero integer is valid")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_uids_are_valid_distinct_uuid_uids() {
+        let a = generate_uid();
+        let b = generate_uid();
+        assert_ne!(a, b);
+        for uid in [a, b] {
+            let digits = uid.as_str().strip_prefix("2.25.").unwrap();
+            let n: u128 = digits.parse().unwrap();
+            assert_eq!((n >> 76) & 0xF, 4, "version 4");
+            assert_eq!((n >> 62) & 0x3, 2, "RFC 4122 variant");
+            assert!(uid.as_str().len() <= 64);
+        }
+    }
+}

@@ -8,8 +8,6 @@ use std::path::Path;
 use dicom_core::VR;
 use ward_types::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, InvalidValue, Uid};
 
-use crate::ts::{Encoding, Layout};
-
 /// The largest meta group Ward reads. Real ones are a few hundred bytes; the bound keeps a
 /// declared group length from sizing an allocation.
 pub const MAX_META_GROUP_LEN: u32 = 64 * 1024;
@@ -141,10 +139,16 @@ pub fn read_part10_info(path: &Path) -> Result<Part10Info, Part10Error> {
 /// which is `file_len` bytes long.
 ///
 /// Requires the 128-byte preamble and "DICM", a (0002,0000) group length of at most
-/// [`MAX_META_GROUP_LEN`] that ends exactly on an element boundary (no group 0002 element after
-/// it, none of another group inside it), explicit VR little endian elements in ascending order,
-/// and valid Media Storage SOP Class and Instance UIDs and Transfer Syntax UID. Everything
-/// dicom-object will later read from the meta group has then been bounds-checked.
+/// [`MAX_META_GROUP_LEN`] that ends exactly on an element boundary with no element of another
+/// group inside it, explicit VR little endian elements in ascending order, and valid Media
+/// Storage SOP Class and Instance UIDs and Transfer Syntax UID. Everything dicom-object will
+/// later read from the meta group has then been bounds-checked. A group length that stops short
+/// leaves group 0002 elements in front of the data set, which [`prescan_dataset`] refuses.
+///
+/// Reads exactly `dataset_offset` bytes, so a reader passed by `&mut` is left at the first byte
+/// of the data set.
+///
+/// [`prescan_dataset`]: crate::prescan_dataset
 pub fn read_part10_info_from<R: Read>(mut r: R, file_len: u64) -> Result<Part10Info, Part10Error> {
     if file_len < FIXED_LEN {
         return Err(Part10Error::TooShort);
@@ -198,15 +202,13 @@ pub fn read_part10_info_from<R: Read>(mut r: R, file_len: u64) -> Result<Part10I
             .and_then(Uid::parse)
             .map_err(|source| Part10Error::InvalidUid { attribute, source })
     };
-    let info = Part10Info {
+    Ok(Part10Info {
         sop_class_uid: uid(meta.sop_class, "MediaStorageSOPClassUID")?,
         sop_instance_uid: uid(meta.sop_instance, "MediaStorageSOPInstanceUID")?,
         transfer_syntax: uid(meta.transfer_syntax, "TransferSyntaxUID")?,
         dataset_offset,
         file_len,
-    };
-    check_group_ends(&mut r, &info)?;
-    Ok(info)
+    })
 }
 
 #[derive(Default)]
@@ -236,10 +238,14 @@ fn parse_group(group: &[u8]) -> Result<MetaValues<'_>, Part10Error> {
         previous = Some(element);
         let vr = VR::from_binary([v0, v1]).ok_or(malformed("invalid VR"))?;
         let (value_at, len) = if crate::prescan::has_long_length(vr) {
-            let len = bytes_at::<4>(group, at + 8).ok_or(Part10Error::GroupLengthMismatch)?;
-            (at + 12, u32::from_le_bytes(len))
+            let len = bytes_at::<4>(group, at.saturating_add(8))
+                .ok_or(Part10Error::GroupLengthMismatch)?;
+            (at.saturating_add(12), u32::from_le_bytes(len))
         } else {
-            (at + 8, u32::from(u16::from_le_bytes([l0, l1])))
+            (
+                at.saturating_add(8),
+                u32::from(u16::from_le_bytes([l0, l1])),
+            )
         };
         if len == u32::MAX {
             return Err(malformed("undefined length"));
@@ -264,26 +270,4 @@ fn parse_group(group: &[u8]) -> Result<MetaValues<'_>, Part10Error> {
 
 fn bytes_at<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
     buf.get(at..at.checked_add(N)?)?.try_into().ok()
-}
-
-/// A group length that stops short leaves meta elements in front of the data set; they show as
-/// a group 0002 tag right after the group. Deflated data sets are skipped: their first bytes
-/// are compressed and may read as anything.
-fn check_group_ends<R: Read>(r: &mut R, info: &Part10Info) -> Result<(), Part10Error> {
-    let Ok(layout) = Layout::of(info.transfer_syntax.as_str()) else {
-        return Ok(());
-    };
-    if layout.deflated || info.file_len.saturating_sub(info.dataset_offset) < 2 {
-        return Ok(());
-    }
-    let mut group = [0u8; 2];
-    r.read_exact(&mut group).map_err(Part10Error::Io)?;
-    let group = match layout.encoding {
-        Encoding::ExplicitBig => u16::from_be_bytes(group),
-        Encoding::ExplicitLittle | Encoding::ImplicitLittle => u16::from_le_bytes(group),
-    };
-    if group == META_GROUP {
-        return Err(Part10Error::GroupLengthMismatch);
-    }
-    Ok(())
 }

@@ -119,9 +119,9 @@ pub fn prescan_dataset<R: Read>(
     limits: &PrescanLimits,
 ) -> Result<PrescanSummary, PrescanError> {
     let layout = Layout::of(ts_uid)?;
-    let compressed = reader.take(len);
+    let limited = reader.take(len);
     if layout.deflated {
-        let inflated = BufReader::with_capacity(BUFFER, DeflateDecoder::new(compressed));
+        let inflated = BufReader::with_capacity(BUFFER, DeflateDecoder::new(limited));
         let source = Source {
             inner: inflated,
             pos: 0,
@@ -130,7 +130,7 @@ pub fn prescan_dataset<R: Read>(
         Walker::new(source, None, layout.encoding, limits).run()
     } else {
         let source = Source {
-            inner: BufReader::with_capacity(BUFFER, compressed),
+            inner: BufReader::with_capacity(BUFFER, limited),
             pos: 0,
             cap: None,
         };
@@ -143,6 +143,7 @@ pub fn prescan_dataset<R: Read>(
 const BUFFER: usize = 64 * 1024;
 
 const UNDEFINED: u32 = u32::MAX;
+const META_GROUP: u16 = 0x0002;
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
 const SEQUENCE_DELIMITER: Tag = Tag(0xFFFE, 0xE0DD);
@@ -319,6 +320,11 @@ impl<'l, R: BufRead> Walker<'l, R> {
             };
         }
 
+        if tag.group() == META_GROUP {
+            // File meta elements belong before the data set only; here they mean a group length
+            // (0002,0000) that stopped short.
+            return Err(PrescanError::UnexpectedTag { offset, tag });
+        }
         self.summary.elements = self.summary.elements.saturating_add(1);
         if tag == PIXEL_DATA && frame.kind == Kind::Root {
             self.summary.has_pixel_data = true;
@@ -1063,6 +1069,12 @@ mod tests {
             scan(&deflate(&over), DEFLATED),
             Err(PrescanError::Truncated { .. })
         ));
+        // A cut compressed stream fails, wherever the cut falls.
+        let compressed = deflate(&plain);
+        for cut in 1..compressed.len() {
+            let part = &compressed[..compressed.len() - cut];
+            assert!(scan(part, DEFLATED).is_err(), "cut {cut}");
+        }
         // Corrupt compressed data fails rather than passing as an empty data set.
         let err = scan(&[0xFF; 64], DEFLATED).unwrap_err();
         assert!(matches!(err, PrescanError::Io(_)), "{err:?}");

@@ -5,7 +5,10 @@
 mod common;
 
 use common::{CT_IMAGE_STORAGE, EXPLICIT_LE, element, uid};
-use ward_dicom::{Part10Error, read_part10_info, read_part10_info_from, write_part10_header};
+use ward_dicom::{
+    Part10Error, PrescanError, PrescanLimits, prescan_part10_file, read_part10_info,
+    read_part10_info_from, write_part10_header,
+};
 
 fn header(ts: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -70,6 +73,11 @@ fn written_headers_are_deterministic_and_read_back() {
     assert_eq!(info.transfer_syntax.as_str(), EXPLICIT_LE);
     assert_eq!(info.dataset_offset, bytes.len() as u64);
     assert_eq!(info.file_len, with_data.len() as u64);
+
+    // The reader is left exactly at the data set.
+    let mut reader = &with_data[..];
+    read_part10_info_from(&mut reader, with_data.len() as u64).unwrap();
+    assert_eq!(reader, DATASET);
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.dcm");
@@ -138,10 +146,18 @@ fn hand_written_meta_groups_are_checked() {
     elements.push(element((0x0002, 0x0012), b"UI", b"1.2.3.4.5\0"));
     let short = (elements.concat().len() - elements[4].len()) as u32;
     let short = file(&[0; 128], Some(short), &elements, DATASET);
-    assert!(matches!(
-        info(&short),
-        Err(Part10Error::GroupLengthMismatch)
-    ));
+    assert!(
+        info(&short).is_ok(),
+        "only the pre-scan can see past the group"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("short.dcm");
+    std::fs::write(&path, &short).unwrap();
+    let err = prescan_part10_file(&path, &PrescanLimits::default()).unwrap_err();
+    assert!(
+        matches!(err, PrescanError::UnexpectedTag { offset: 0, .. }),
+        "{err:?}"
+    );
     // Group length reaching into the data set.
     let long = (elements.concat().len() + DATASET.len()) as u32;
     let long = file(&[0; 128], Some(long), &elements, DATASET);

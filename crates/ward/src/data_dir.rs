@@ -39,6 +39,7 @@ impl DataDir {
             &root.join(ward_config::CONFIG_FILE),
             Config::default().to_toml().as_bytes(),
         )?;
+        LocalBlobStore::open(root).context("cannot create the blob store")?;
         let dir = DataDir {
             root: root.to_owned(),
         };

@@ -189,6 +189,7 @@ async fn serve(
     }
     init_tracing();
 
+    let shutdown = shutdown_signal()?;
     let running = dir.mark_running()?;
     let index = dir.index().await?;
     let ingest = Arc::new(dir.ingest(index.clone(), &config)?);
@@ -234,7 +235,7 @@ async fn serve(
     );
     info!(address = %local, ae_title = %config.dicom.ae_title, "DIMSE listening on {local}");
     server
-        .serve(listener, shutdown_signal(), Duration::from_secs(30))
+        .serve(listener, shutdown, Duration::from_secs(30))
         .await;
     index.close().await;
     running.clear()?;
@@ -242,27 +243,20 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Installs the SIGTERM/SIGINT handlers now, so that a signal arriving right after the
+/// listener is announced stops the server gracefully instead of killing it, and returns the
+/// future that completes on the first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    info!("shutting down");
+        info!("shutting down");
+    })
 }
 
 fn init_tracing() {
