@@ -22,7 +22,10 @@ pub struct AssociationFacts<'a> {
 /// valid AE titles or addresses. The reason goes to the operational log as a category only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    Accept { peer: AeTitle, allowed: OperationSet },
+    Accept {
+        peer: AeTitle,
+        allowed: OperationSet,
+    },
     Reject(RejectCause),
 }
 
@@ -50,7 +53,11 @@ impl RejectCause {
 
 /// Decides an association request. `registered` is the registry entry for the calling title, if
 /// any (looked up by the caller with the title as sent, after validation).
-pub fn admit(facts: &AssociationFacts<'_>, own_ae: &AeTitle, registered: Option<&AePeer>) -> Admission {
+pub fn admit(
+    facts: &AssociationFacts<'_>,
+    own_ae: &AeTitle,
+    registered: Option<&AePeer>,
+) -> Admission {
     let called_ok = AeTitle::parse(facts.called_ae).is_ok_and(|called| called == *own_ae);
     if !called_ok {
         return Admission::Reject(RejectCause::CalledTitleMismatch);
@@ -99,24 +106,93 @@ mod tests {
         }
     }
 
+    /// calling, called, peer address, registry entry, expected operations or cause.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a AePeer>,
+        Result<&'a str, RejectCause>,
+    );
+
     #[test]
     fn every_combination_of_title_address_and_registration() {
         let own = AeTitle::parse("WARD").unwrap();
         let ct = peer("CT1", "10.0.0.5", "echo,store");
-        let cases: &[(&str, &str, &str, Option<&AePeer>, Result<&str, RejectCause>)] = &[
+        let cases: &[Case] = &[
             ("CT1", "WARD", "10.0.0.5", Some(&ct), Ok("echo,store")),
             ("CT1 ", " WARD ", "10.0.0.5", Some(&ct), Ok("echo,store")),
-            ("CT1", "WARD", "::ffff:10.0.0.5", Some(&ct), Ok("echo,store")),
-            ("CT1", "WARD", "10.0.0.6", Some(&ct), Err(RejectCause::AddressNotAllowed)),
-            ("CT1", "ANY-SCP", "10.0.0.5", Some(&ct), Err(RejectCause::CalledTitleMismatch)),
-            ("CT1", "ward", "10.0.0.5", Some(&ct), Err(RejectCause::CalledTitleMismatch)),
-            ("CT1", "", "10.0.0.5", Some(&ct), Err(RejectCause::CalledTitleMismatch)),
-            ("MR1", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleUnknown)),
+            (
+                "CT1",
+                "WARD",
+                "::ffff:10.0.0.5",
+                Some(&ct),
+                Ok("echo,store"),
+            ),
+            (
+                "CT1",
+                "WARD",
+                "10.0.0.6",
+                Some(&ct),
+                Err(RejectCause::AddressNotAllowed),
+            ),
+            (
+                "CT1",
+                "ANY-SCP",
+                "10.0.0.5",
+                Some(&ct),
+                Err(RejectCause::CalledTitleMismatch),
+            ),
+            (
+                "CT1",
+                "ward",
+                "10.0.0.5",
+                Some(&ct),
+                Err(RejectCause::CalledTitleMismatch),
+            ),
+            (
+                "CT1",
+                "",
+                "10.0.0.5",
+                Some(&ct),
+                Err(RejectCause::CalledTitleMismatch),
+            ),
+            (
+                "MR1",
+                "WARD",
+                "10.0.0.5",
+                None,
+                Err(RejectCause::CallingTitleUnknown),
+            ),
             // A registry entry for another title never admits this one.
-            ("MR1", "WARD", "10.0.0.5", Some(&ct), Err(RejectCause::CallingTitleUnknown)),
-            ("", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleInvalid)),
-            ("A\\B", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleInvalid)),
-            ("ABCDEFGHIJKLMNOPQ", "WARD", "10.0.0.5", None, Err(RejectCause::CallingTitleInvalid)),
+            (
+                "MR1",
+                "WARD",
+                "10.0.0.5",
+                Some(&ct),
+                Err(RejectCause::CallingTitleUnknown),
+            ),
+            (
+                "",
+                "WARD",
+                "10.0.0.5",
+                None,
+                Err(RejectCause::CallingTitleInvalid),
+            ),
+            (
+                "A\\B",
+                "WARD",
+                "10.0.0.5",
+                None,
+                Err(RejectCause::CallingTitleInvalid),
+            ),
+            (
+                "ABCDEFGHIJKLMNOPQ",
+                "WARD",
+                "10.0.0.5",
+                None,
+                Err(RejectCause::CallingTitleInvalid),
+            ),
         ];
         for (calling, called, addr, reg, expected) in cases {
             let got = admit(&facts(calling, called, addr), &own, *reg);
@@ -145,7 +221,11 @@ mod tests {
     fn networks_admit_their_members_only() {
         let own = AeTitle::parse("WARD").unwrap();
         let ward_net = peer("US", "192.168.10.0/24", "store");
-        for (addr, ok) in [("192.168.10.1", true), ("192.168.10.254", true), ("192.168.11.1", false)] {
+        for (addr, ok) in [
+            ("192.168.10.1", true),
+            ("192.168.10.254", true),
+            ("192.168.11.1", false),
+        ] {
             let got = admit(&facts("US", "WARD", addr), &own, Some(&ward_net));
             assert_eq!(matches!(got, Admission::Accept { .. }), ok, "{addr}");
         }
@@ -155,7 +235,10 @@ mod tests {
     fn operations_follow_the_registry() {
         let set: OperationSet = "echo,store".parse().unwrap();
         for op in Operation::ALL {
-            assert_eq!(may(set, op), matches!(op, Operation::Echo | Operation::Store));
+            assert_eq!(
+                may(set, op),
+                matches!(op, Operation::Echo | Operation::Store)
+            );
         }
     }
 }

@@ -210,15 +210,25 @@ mod tests {
 
     #[test]
     fn invalid_values_are_errors() {
-        let err = Config::parse("version = 1\n[dicom]\nmax_pdu_length = 100\n", Path::new("x"));
+        let err = Config::parse(
+            "version = 1\n[dicom]\nmax_pdu_length = 100\n",
+            Path::new("x"),
+        );
         assert!(matches!(err, Err(ConfigError::Invalid { .. })));
-        let err = Config::parse("version = 1\n[dicom]\nae_title = \"A\\\\B\"\n", Path::new("x"));
+        let err = Config::parse(
+            "version = 1\n[dicom]\nae_title = \"A\\\\B\"\n",
+            Path::new("x"),
+        );
         assert!(err.is_err());
     }
 
     #[test]
     fn partial_file_takes_defaults() {
-        let c = Config::parse("version = 1\n[dicom]\nae_title = \"PACS1\"\n", Path::new("x")).unwrap();
+        let c = Config::parse(
+            "version = 1\n[dicom]\nae_title = \"PACS1\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
         assert_eq!(c.dicom.ae_title.as_str(), "PACS1");
         assert_eq!(c.dicom.listen, DicomConfig::default().listen);
         assert_eq!(c.storage, StorageConfig::default());

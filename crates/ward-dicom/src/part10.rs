@@ -18,6 +18,8 @@ const MAGIC: &[u8; 4] = b"DICM";
 const FIXED_LEN: u64 = 144;
 
 const META_GROUP: u16 = 0x0002;
+/// (0002,0000), VR UL, length 4: all that may precede the group length's value.
+const GROUP_LENGTH_HEADER: [u8; 8] = [0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00];
 
 /// A Part 10 file opened for sending: the meta information read and checked, and where the data
 /// set starts. The preamble's content is ignored (it may hold an executable; Ward never copies it).
@@ -162,23 +164,14 @@ pub fn read_part10_info_from<R: Read>(mut r: R, file_len: u64) -> Result<Part10I
     if magic != MAGIC {
         return Err(Part10Error::NotDicom);
     }
-    let group_len = match group_length {
-        [
-            0x02,
-            0x00,
-            0x00,
-            0x00,
-            b'U',
-            b'L',
-            0x04,
-            0x00,
-            v0,
-            v1,
-            v2,
-            v3,
-        ] => u32::from_le_bytes([*v0, *v1, *v2, *v3]),
-        _ => return Err(Part10Error::MissingGroupLength),
-    };
+    let (header, value) = group_length.split_at(GROUP_LENGTH_HEADER.len());
+    if header != GROUP_LENGTH_HEADER {
+        return Err(Part10Error::MissingGroupLength);
+    }
+    let group_len = value
+        .try_into()
+        .map(u32::from_le_bytes)
+        .map_err(|_| Part10Error::MissingGroupLength)?;
     if group_len > MAX_META_GROUP_LEN {
         return Err(Part10Error::MetaTooLarge { len: group_len });
     }

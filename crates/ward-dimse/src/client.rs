@@ -183,7 +183,8 @@ impl ClientAssociation {
         let max = self.max_payload();
         pdu::write_command(&mut self.stream, context, &rq.encode(), max).await?;
         let rsp = self.read_response(id).await?;
-        rsp.status().map_err(|e| ClientError::Protocol(e.to_string()))
+        rsp.status()
+            .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// C-STORE of a Part 10 file, sent as stored (its data set bytes are streamed from disk
@@ -209,7 +210,10 @@ impl ClientAssociation {
         rq.set_u16(tag::MESSAGE_ID, id)
             .set_u16(tag::PRIORITY, 0)
             .set_u16(tag::COMMAND_DATA_SET_TYPE, 0x0000)
-            .set_uid(tag::AFFECTED_SOP_INSTANCE_UID, info.sop_instance_uid.as_str());
+            .set_uid(
+                tag::AFFECTED_SOP_INSTANCE_UID,
+                info.sop_instance_uid.as_str(),
+            );
         let max = self.max_payload();
         pdu::write_command(&mut self.stream, context, &rq.encode(), max).await?;
 
@@ -230,8 +234,14 @@ impl ClientAssociation {
                 .map_err(|e| file_err(e.to_string()))?;
             remaining -= want as u64;
             let last = remaining == 0;
-            pdu::write_pdv(&mut self.stream, context, PDataValueType::Data, last, &buf[..want])
-                .await?;
+            pdu::write_pdv(
+                &mut self.stream,
+                context,
+                PDataValueType::Data,
+                last,
+                &buf[..want],
+            )
+            .await?;
             if last {
                 break;
             }

@@ -133,7 +133,11 @@ impl Command {
             .map(|(_, v)| 8 + v.len())
             .sum();
         let mut out = Vec::with_capacity(12 + body_len);
-        push_element(&mut out, tag::GROUP_LENGTH, &(body_len as u32).to_le_bytes());
+        push_element(
+            &mut out,
+            tag::GROUP_LENGTH,
+            &(body_len as u32).to_le_bytes(),
+        );
         for (el, value) in &self.elements {
             if *el != tag::GROUP_LENGTH {
                 push_element(&mut out, *el, value);
@@ -172,7 +176,8 @@ impl Command {
 
     /// Whether a data set follows this command.
     pub fn has_data_set(&self) -> Result<bool, CommandError> {
-        self.u16(tag::COMMAND_DATA_SET_TYPE).map(|t| t != NO_DATA_SET)
+        self.u16(tag::COMMAND_DATA_SET_TYPE)
+            .map(|t| t != NO_DATA_SET)
     }
 
     pub fn status(&self) -> Result<u16, CommandError> {
@@ -304,7 +309,10 @@ mod tests {
         let mut bad = Command::default();
         bad.set_uid(tag::MESSAGE_ID, "123");
         let d = Command::decode(&bad.encode()).unwrap();
-        assert_eq!(d.message_id(), Err(CommandError::Malformed(tag::MESSAGE_ID)));
+        assert_eq!(
+            d.message_id(),
+            Err(CommandError::Malformed(tag::MESSAGE_ID))
+        );
     }
 
     #[test]

@@ -159,7 +159,10 @@ mod tests {
     fn operations_not_allowed_are_user_rejections() {
         let echo_only: OperationSet = "echo".parse().unwrap();
         let (results, accepted) = negotiate(&[pc(1, CT, &[EXPLICIT_VR_LE])], echo_only);
-        assert_eq!(results[0].reason, PresentationContextResultReason::UserRejection);
+        assert_eq!(
+            results[0].reason,
+            PresentationContextResultReason::UserRejection
+        );
         assert!(accepted.is_empty());
     }
 

@@ -132,7 +132,9 @@ fn parse_pdata(mut body: &[u8]) -> Result<Vec<Pdv>, PduError> {
             .ok_or_else(|| PduError::Malformed("PDV runs past the end of its PDU".into()))?;
         let control = item[1];
         if control & 0xFC != 0 {
-            return Err(PduError::Malformed("reserved bits set in PDV header".into()));
+            return Err(PduError::Malformed(
+                "reserved bits set in PDV header".into(),
+            ));
         }
         pdvs.push(Pdv {
             context_id: item[0],
@@ -168,8 +170,8 @@ pub async fn write_pdv<W: AsyncWrite + Unpin>(
     is_last: bool,
     data: &[u8],
 ) -> Result<(), PduError> {
-    let item_len = u32::try_from(data.len() + 2)
-        .map_err(|_| PduError::Malformed("PDV too large".into()))?;
+    let item_len =
+        u32::try_from(data.len() + 2).map_err(|_| PduError::Malformed("PDV too large".into()))?;
     let pdu_len = item_len + 4;
     let mut header = [0u8; PDU_HEADER + PDV_HEADER];
     header[0] = P_DATA_TF;
@@ -213,7 +215,9 @@ mod tests {
     #[tokio::test]
     async fn pdv_round_trip_and_limits() {
         let mut buf = Vec::new();
-        write_pdv(&mut buf, 3, PDataValueType::Data, true, b"hello!").await.unwrap();
+        write_pdv(&mut buf, 3, PDataValueType::Data, true, b"hello!")
+            .await
+            .unwrap();
         let mut r = &buf[..];
         match read_pdu(&mut r, 1024).await.unwrap() {
             Incoming::PData(pdvs) => {
@@ -227,7 +231,10 @@ mod tests {
         let mut r = &buf[..];
         assert!(matches!(
             read_pdu(&mut r, 8).await,
-            Err(PduError::TooLarge { length: 12, limit: 8 })
+            Err(PduError::TooLarge {
+                length: 12,
+                limit: 8
+            })
         ));
     }
 
@@ -241,7 +248,10 @@ mod tests {
         ));
         let control = [0x01, 0, 0xff, 0xff, 0xff, 0xff];
         let mut r = &control[..];
-        assert!(matches!(read_pdu(&mut r, 1 << 20).await, Err(PduError::TooLarge { .. })));
+        assert!(matches!(
+            read_pdu(&mut r, 1 << 20).await,
+            Err(PduError::TooLarge { .. })
+        ));
     }
 
     #[tokio::test]
@@ -249,19 +259,31 @@ mod tests {
         // PDV item declaring one byte (shorter than its own header)
         let bytes = [0x04, 0, 0, 0, 0, 5, 0, 0, 0, 1, 1];
         let mut r = &bytes[..];
-        assert!(matches!(read_pdu(&mut r, 1024).await, Err(PduError::Malformed(_))));
+        assert!(matches!(
+            read_pdu(&mut r, 1024).await,
+            Err(PduError::Malformed(_))
+        ));
         // PDV running past its PDU
         let bytes = [0x04, 0, 0, 0, 0, 6, 0, 0, 0, 9, 1, 3];
         let mut r = &bytes[..];
-        assert!(matches!(read_pdu(&mut r, 1024).await, Err(PduError::Malformed(_))));
+        assert!(matches!(
+            read_pdu(&mut r, 1024).await,
+            Err(PduError::Malformed(_))
+        ));
         // unknown PDU type
         let bytes = [0x09, 0, 0, 0, 0, 0];
         let mut r = &bytes[..];
-        assert!(matches!(read_pdu(&mut r, 1024).await, Err(PduError::UnknownType(9))));
+        assert!(matches!(
+            read_pdu(&mut r, 1024).await,
+            Err(PduError::UnknownType(9))
+        ));
         // body shorter than declared
         let bytes = [0x04, 0, 0, 0, 0, 10, 0];
         let mut r = &bytes[..];
-        assert!(matches!(read_pdu(&mut r, 1024).await, Err(PduError::Malformed(_))));
+        assert!(matches!(
+            read_pdu(&mut r, 1024).await,
+            Err(PduError::Malformed(_))
+        ));
     }
 
     #[tokio::test]

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dicom_ul::pdu::{
-    AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderASCEReason,
-    AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
-    AssociationRJSource, AssociationRQ, Pdu,
+    AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceProviderASCEReason, AssociationRJServiceProviderPresentationReason,
+    AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, Pdu,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -92,7 +92,10 @@ impl Server {
         }
         drop(listener);
         let all = u32::try_from(self.config.max_associations).unwrap_or(u32::MAX);
-        if tokio::time::timeout(grace, self.slots.acquire_many(all)).await.is_err() {
+        if tokio::time::timeout(grace, self.slots.acquire_many(all))
+            .await
+            .is_err()
+        {
             warn!("associations still open at shutdown were cut off");
         }
     }
@@ -152,7 +155,10 @@ enum End {
 enum Phase<'a> {
     Idle,
     /// Command set fragments so far.
-    Command { context_id: u8, bytes: Vec<u8> },
+    Command {
+        context_id: u8,
+        bytes: Vec<u8>,
+    },
     /// A data set is arriving for a command already decoded.
     Data {
         context_id: u8,
@@ -163,7 +169,8 @@ enum Phase<'a> {
 
 /// Where data set bytes go.
 enum Sink<'a> {
-    Store(SpoolWriter<'a>),
+    // Boxed: a writer carries a hasher and file state, and a phase is moved on every PDV.
+    Store(Box<SpoolWriter<'a>>),
     /// The request is already answered with a failure; its data set is read and dropped.
     Discard(u16, Option<String>),
 }
@@ -215,9 +222,12 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
             End::Closed => info!("connection closed without release"),
             End::Aborted(why) => {
                 warn!(reason = why, "association aborted");
-                pdu::send_abort(&mut self.stream, AbortRQSource::ServiceProvider(
-                    dicom_ul::pdu::AbortRQServiceProviderReason::ReasonNotSpecified,
-                ))
+                pdu::send_abort(
+                    &mut self.stream,
+                    AbortRQSource::ServiceProvider(
+                        dicom_ul::pdu::AbortRQServiceProviderReason::ReasonNotSpecified,
+                    ),
+                )
                 .await;
             }
         }
@@ -397,7 +407,8 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
         }
         match (phase, pdv.is_command) {
             (Phase::Idle, true) => {
-                self.on_command_fragment(pdv.context_id, Vec::new(), pdv).await
+                self.on_command_fragment(pdv.context_id, Vec::new(), pdv)
+                    .await
             }
             (Phase::Command { context_id, bytes }, true) if context_id == pdv.context_id => {
                 self.on_command_fragment(context_id, bytes, pdv).await
@@ -437,14 +448,24 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
         context_id: u8,
         command: Command,
     ) -> Result<Phase<'s>, &'static str> {
-        let field = command.command_field().map_err(|_| "command without a command field")?;
+        let field = command
+            .command_field()
+            .map_err(|_| "command without a command field")?;
         if field == CommandField::CCancelRq {
             // Nothing Ward runs yet can be cancelled; a cancel has no response.
             return Ok(Phase::Idle);
         }
-        let message_id = command.message_id().map_err(|_| "command without a message id")?;
-        let has_data = command.has_data_set().map_err(|_| "command without a data set type")?;
-        let context = self.contexts.get(&context_id).cloned().ok_or("unknown context")?;
+        let message_id = command
+            .message_id()
+            .map_err(|_| "command without a message id")?;
+        let has_data = command
+            .has_data_set()
+            .map_err(|_| "command without a data set type")?;
+        let context = self
+            .contexts
+            .get(&context_id)
+            .cloned()
+            .ok_or("unknown context")?;
         let sop_class = command
             .string(tag::AFFECTED_SOP_CLASS_UID)
             .ok()
@@ -471,11 +492,14 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
         let reply = Reply {
             field: reply_field,
             sop_class: sop_class.unwrap_or(context.abstract_syntax.clone()),
-            sop_instance: command.string(tag::AFFECTED_SOP_INSTANCE_UID).ok().flatten(),
+            sop_instance: command
+                .string(tag::AFFECTED_SOP_INSTANCE_UID)
+                .ok()
+                .flatten(),
             message_id,
         };
         let sink = match outcome {
-            Ok(Some(writer)) => Sink::Store(writer),
+            Ok(Some(writer)) => Sink::Store(Box::new(writer)),
             Ok(None) => Sink::Discard(status::SUCCESS, None),
             Err((code, comment)) => Sink::Discard(code, comment),
         };
@@ -492,7 +516,8 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
             // writer never exists here.
             Sink::Store(_) => (status::CANNOT_UNDERSTAND, None),
         };
-        self.respond(context_id, &reply, code, comment.as_deref()).await?;
+        self.respond(context_id, &reply, code, comment.as_deref())
+            .await?;
         Ok(Phase::Idle)
     }
 
@@ -528,7 +553,10 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
     ) -> Result<SpoolWriter<'s>, (u16, Option<String>)> {
         self.check_class(context, sop_class, Operation::Store)?;
         if !has_data {
-            return Err((status::CANNOT_UNDERSTAND, Some("C-STORE without a data set".into())));
+            return Err((
+                status::CANNOT_UNDERSTAND,
+                Some("C-STORE without a data set".into()),
+            ));
         }
         let instance = command
             .string(tag::AFFECTED_SOP_INSTANCE_UID)
@@ -592,7 +620,8 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
             },
             Sink::Discard(code, comment) => (code, comment),
         };
-        self.respond(context_id, &reply, code, comment.as_deref()).await?;
+        self.respond(context_id, &reply, code, comment.as_deref())
+            .await?;
         Ok(Phase::Idle)
     }
 

@@ -167,7 +167,9 @@ impl Ingest {
             .open(&path)
             .await
             .map_err(IngestError::internal)?;
-        file.write_all(&header).await.map_err(IngestError::internal)?;
+        file.write_all(&header)
+            .await
+            .map_err(IngestError::internal)?;
         let mut hasher = Sha256::new();
         hasher.update(&header);
         Ok(SpoolWriter {
@@ -205,14 +207,22 @@ impl Ingest {
             return Ok(report);
         }
         for shard in 0..=255u8 {
-            for key in self.store.list_shard(shard).await.map_err(IngestError::internal)? {
+            for key in self
+                .store
+                .list_shard(shard)
+                .await
+                .map_err(IngestError::internal)?
+            {
                 let indexed = self
                     .index
                     .has_blob(key.as_str())
                     .await
                     .map_err(IngestError::internal)?;
                 if !indexed {
-                    self.store.delete(&key).await.map_err(IngestError::internal)?;
+                    self.store
+                        .delete(&key)
+                        .await
+                        .map_err(IngestError::internal)?;
                     report.orphan_blobs_removed += 1;
                 }
             }
@@ -228,7 +238,11 @@ impl Ingest {
             after = Some(last.sop_instance_uid.clone());
             for row in &page {
                 let present = match BlobKey::parse(&row.blob_key) {
-                    Ok(key) => self.store.exists(&key).await.map_err(IngestError::internal)?,
+                    Ok(key) => self
+                        .store
+                        .exists(&key)
+                        .await
+                        .map_err(IngestError::internal)?,
                     Err(_) => false,
                 };
                 if !present {
@@ -286,7 +300,10 @@ impl SpoolWriter<'_> {
         if new_len > limit {
             return Err(IngestError::TooLarge { limit });
         }
-        self.file.write_all(chunk).await.map_err(IngestError::internal)?;
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(IngestError::internal)?;
         self.hasher.update(chunk);
         self.dataset_len = new_len;
         Ok(())
@@ -304,7 +321,12 @@ impl SpoolWriter<'_> {
         let uid = &self.request.sop_instance;
 
         // The common duplicate case is answered before touching the blob store.
-        if let Some(existing) = ingest.index.instance(uid).await.map_err(IngestError::internal)? {
+        if let Some(existing) = ingest
+            .index
+            .instance(uid)
+            .await
+            .map_err(IngestError::internal)?
+        {
             return if existing.blob_key == key.as_str() {
                 Ok(Stored::AlreadyStored { key })
             } else {
@@ -361,18 +383,19 @@ impl SpoolWriter<'_> {
         let len = self.dataset_len;
         let ts = self.request.transfer_syntax.clone();
         let limits = self.ingest.limits.prescan.clone();
-        let attrs = tokio::task::spawn_blocking(move || -> Result<InstanceAttributes, IngestError> {
-            let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
-            let mut reader = BufReader::with_capacity(64 * 1024, file);
-            reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(IngestError::internal)?;
-            ward_dicom::prescan_dataset(reader, len, ts.as_str(), &limits)
-                .map_err(|e| IngestError::Malformed(e.to_string()))?;
-            ward_dicom::read_header(&path).map_err(|e| IngestError::Malformed(e.to_string()))
-        })
-        .await
-        .map_err(IngestError::internal)??;
+        let attrs =
+            tokio::task::spawn_blocking(move || -> Result<InstanceAttributes, IngestError> {
+                let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
+                let mut reader = BufReader::with_capacity(64 * 1024, file);
+                reader
+                    .seek(SeekFrom::Start(offset))
+                    .map_err(IngestError::internal)?;
+                ward_dicom::prescan_dataset(reader, len, ts.as_str(), &limits)
+                    .map_err(|e| IngestError::Malformed(e.to_string()))?;
+                ward_dicom::read_header(&path).map_err(|e| IngestError::Malformed(e.to_string()))
+            })
+            .await
+            .map_err(IngestError::internal)??;
 
         if attrs.sop_instance_uid.as_ref() != Some(&self.request.sop_instance) {
             return Err(IngestError::Mismatch(

@@ -70,7 +70,12 @@ impl Synthetic {
         s(&mut obj, tags::STUDY_ID, VR::SH, "1");
         s(&mut obj, tags::SERIES_NUMBER, VR::IS, "1");
         s(&mut obj, tags::INSTANCE_NUMBER, VR::IS, "1");
-        s(&mut obj, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+        s(
+            &mut obj,
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            "MONOCHROME2",
+        );
         for (tag, v) in [
             (tags::SAMPLES_PER_PIXEL, 1u16),
             (tags::ROWS, self.rows),

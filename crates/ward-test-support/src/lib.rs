@@ -16,10 +16,7 @@ use std::time::Duration;
 
 /// Runs a `ward` subcommand to completion.
 pub fn ward(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .output()
-        .expect("ward runs")
+    Command::new(bin).args(args).output().expect("ward runs")
 }
 
 /// Runs a `ward` subcommand that must succeed, returning its stdout.
@@ -228,7 +225,9 @@ pub fn data_dir_with_peers(bin: &Path, peers: &[(&str, &str, &str)]) -> tempfile
     for (aet, host, allow) in peers {
         ward_ok(
             bin,
-            &["ae", "add", aet, "--host", host, "--allow", allow, "--data", data_s],
+            &[
+                "ae", "add", aet, "--host", host, "--allow", allow, "--data", data_s,
+            ],
         );
     }
     dir

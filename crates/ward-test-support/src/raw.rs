@@ -58,7 +58,12 @@ impl Raw {
     }
 
     /// Sends an A-ASSOCIATE-RQ and returns the answer.
-    pub fn associate(&mut self, calling: &str, called: &str, contexts: &[(u8, &str, &[&str])]) -> Answer {
+    pub fn associate(
+        &mut self,
+        calling: &str,
+        called: &str,
+        contexts: &[(u8, &str, &[&str])],
+    ) -> Answer {
         let bytes = associate_rq(calling, called, contexts);
         if self.send(&bytes).is_err() {
             return Answer::Closed;
@@ -67,7 +72,13 @@ impl Raw {
     }
 
     /// Sends one PDV in one P-DATA-TF PDU.
-    pub fn pdv(&mut self, context: u8, command: bool, last: bool, data: &[u8]) -> std::io::Result<()> {
+    pub fn pdv(
+        &mut self,
+        context: u8,
+        command: bool,
+        last: bool,
+        data: &[u8],
+    ) -> std::io::Result<()> {
         let mut pdu = vec![P_DATA, 0];
         pdu.extend_from_slice(&((data.len() + 6) as u32).to_be_bytes());
         pdu.extend_from_slice(&((data.len() + 2) as u32).to_be_bytes());
@@ -88,7 +99,10 @@ impl Raw {
             dataset.chunks(16 * 1024).collect()
         };
         for (i, chunk) in chunks.iter().enumerate() {
-            if self.pdv(context, false, i + 1 == chunks.len(), chunk).is_err() {
+            if self
+                .pdv(context, false, i + 1 == chunks.len(), chunk)
+                .is_err()
+            {
                 break;
             }
         }

@@ -280,13 +280,16 @@ impl OperationSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Operation> {
-        Operation::ALL.into_iter().filter(move |op| self.contains(*op))
+        Operation::ALL
+            .into_iter()
+            .filter(move |op| self.contains(*op))
     }
 }
 
 impl FromIterator<Operation> for OperationSet {
     fn from_iter<T: IntoIterator<Item = Operation>>(iter: T) -> Self {
-        iter.into_iter().fold(OperationSet::EMPTY, OperationSet::with)
+        iter.into_iter()
+            .fold(OperationSet::EMPTY, OperationSet::with)
     }
 }
 
@@ -378,7 +381,10 @@ mod tests {
         assert_eq!(AeTitle::parse("A\\B"), Err(InvalidValue::AeTitleCharacter));
         assert_eq!(AeTitle::parse("A\nB"), Err(InvalidValue::AeTitleCharacter));
         assert_eq!(AeTitle::parse("Ä"), Err(InvalidValue::AeTitleCharacter));
-        assert!(AeTitle::parse("A;$(rm -rf)").is_ok(), "shell metacharacters are data");
+        assert!(
+            AeTitle::parse("A;$(rm -rf)").is_ok(),
+            "shell metacharacters are data"
+        );
     }
 
     #[test]

@@ -73,8 +73,7 @@ impl DataDir {
     }
 
     pub fn ingest(&self, index: Arc<dyn Index>, config: &Config) -> Result<Ingest> {
-        let store = LocalBlobStore::open(&self.root)
-            .context("cannot open the blob store")?;
+        let store = LocalBlobStore::open(&self.root).context("cannot open the blob store")?;
         let limits = IngestLimits {
             max_object_bytes: config.storage.max_object_bytes,
             ..IngestLimits::default()

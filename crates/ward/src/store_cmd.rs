@@ -126,7 +126,10 @@ async fn collect(paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<(PathBuf, String)>
         let mut items = Vec::new();
         let mut skipped = Vec::new();
         for root in paths {
-            for entry in walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name() {
+            for entry in walkdir::WalkDir::new(&root)
+                .follow_links(true)
+                .sort_by_file_name()
+            {
                 let entry = match entry {
                     Ok(e) => e,
                     Err(e) => {

@@ -1,6 +1,8 @@
 //! pydicom's bundled test files as an ingest corpus: every valid storage object is stored, and
 //! what Ward keeps parses (with pydicom, not with our own code) to the data set that was sent.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -36,7 +38,12 @@ fn pydicom_corpus_is_stored_faithfully() {
         }
     }
     candidates.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(candidates.len() >= 40, "only {} candidates in {}", candidates.len(), corpus.display());
+    assert!(
+        candidates.len() >= 40,
+        "only {} candidates in {}",
+        candidates.len(),
+        corpus.display()
+    );
 
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     let mut stored = 0;
@@ -62,10 +69,19 @@ fn pydicom_corpus_is_stored_faithfully() {
         println!("refused {name}: {why}");
     }
     let expected: BTreeMap<&str, &str> = EXPECTED_REFUSALS.iter().copied().collect();
-    let unexpected: Vec<&String> = refused.keys().filter(|k| !expected.contains_key(k.as_str())).collect();
+    let unexpected: Vec<&String> = refused
+        .keys()
+        .filter(|k| !expected.contains_key(k.as_str()))
+        .collect();
     assert!(unexpected.is_empty(), "unexpected refusals: {unexpected:?}");
-    let accepted_anyway: Vec<&&str> = expected.keys().filter(|k| !refused.contains_key(**k)).collect();
-    assert!(accepted_anyway.is_empty(), "listed as refused but stored: {accepted_anyway:?}");
+    let accepted_anyway: Vec<&&str> = expected
+        .keys()
+        .filter(|k| !refused.contains_key(**k))
+        .collect();
+    assert!(
+        accepted_anyway.is_empty(),
+        "listed as refused but stored: {accepted_anyway:?}"
+    );
 }
 
 /// Stores each file with its own `ward store` run (so one refusal cannot hide the files after
@@ -82,7 +98,13 @@ fn store_pass(
     for item in files {
         let out = ward(
             bin,
-            &["store", &server.addr(), item.0.to_str().unwrap(), "--aet", "CORPUS"],
+            &[
+                "store",
+                &server.addr(),
+                item.0.to_str().unwrap(),
+                "--aet",
+                "CORPUS",
+            ],
         );
         let name = item.0.file_name().unwrap().to_string_lossy().into_owned();
         if out.status.success() {
@@ -107,7 +129,12 @@ fn store_pass(
                 .unwrap()
                 .unwrap_or_else(|| panic!("{} acknowledged but not indexed", path.display()));
             let key = &row.blob_key;
-            let blob = server.data.join("blobs").join(&key[0..2]).join(&key[2..4]).join(key);
+            let blob = server
+                .data
+                .join("blobs")
+                .join(&key[0..2])
+                .join(&key[2..4])
+                .join(key);
             assert!(blob.is_file(), "{} has no blob", path.display());
             pairs.push(path.to_string_lossy().into_owned());
             pairs.push(blob.to_string_lossy().into_owned());

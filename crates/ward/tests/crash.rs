@@ -1,6 +1,8 @@
 //! `kill -9` in the middle of concurrent transfers: after a restart every object a real client
 //! saw acknowledged is in the archive, byte for byte, and nothing unacknowledged lingers.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -82,8 +84,17 @@ fn acknowledged_objects_survive_kill_9() {
         // Kill once the clients are well into their transfers.
         let target = rng.random_range(3..FILES_PER_CLIENT * CLIENTS - 10);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while clients.iter().map(|c| c.acked.lock().unwrap().len()).sum::<usize>() < target {
-            assert!(Instant::now() < deadline, "clients made no progress:\n{}", server.log());
+        while clients
+            .iter()
+            .map(|c| c.acked.lock().unwrap().len())
+            .sum::<usize>()
+            < target
+        {
+            assert!(
+                Instant::now() < deadline,
+                "clients made no progress:\n{}",
+                server.log()
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(0..30)));
@@ -109,15 +120,25 @@ fn acknowledged_objects_survive_kill_9() {
                 .unwrap()
                 .unwrap_or_else(|| panic!("acknowledged {uid} is missing"));
             let key = &row.blob_key;
-            let blob = data.join("blobs").join(&key[0..2]).join(&key[2..4]).join(key);
+            let blob = data
+                .join("blobs")
+                .join(&key[0..2])
+                .join(&key[2..4])
+                .join(key);
             let stored = std::fs::read(&blob).unwrap();
             let original = std::fs::read(&sent[uid]).unwrap();
-            assert!(stored == original, "{uid}: stored bytes differ from the file sent");
+            assert!(
+                stored == original,
+                "{uid}: stored bytes differ from the file sent"
+            );
         }
         // No orphans: every blob file is indexed, every row has its blob.
         let counts = index.counts().await.unwrap();
         let blobs = count_files(&data.join("blobs"));
-        assert_eq!(counts.instances as usize, blobs, "blobs and index rows disagree");
+        assert_eq!(
+            counts.instances as usize, blobs,
+            "blobs and index rows disagree"
+        );
         assert!(counts.instances as usize >= all_acked.len());
         index.close().await;
     });

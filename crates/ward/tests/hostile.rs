@@ -1,6 +1,8 @@
 //! Hostile input over a real socket: each case gets a failure status or an abort, memory stays
 //! bounded, nothing is stored, and the next association is served normally.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use ward_test_support::dicom::{CT_IMAGE_STORAGE, EXPLICIT_VR_LE, Synthetic, executable_preamble};
@@ -35,10 +37,21 @@ fn associate(server: &WardServer) -> Raw {
 /// The server still works for a well-behaved peer, and its memory stayed bounded.
 fn assert_still_serving(server: &WardServer) {
     let out = dcmtk("echoscu")
-        .args(["-aet", "ATTACKER", "-aec", "WARD", "127.0.0.1", &server.port.to_string()])
+        .args([
+            "-aet",
+            "ATTACKER",
+            "-aec",
+            "WARD",
+            "127.0.0.1",
+            &server.port.to_string(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "echo after hostile input failed\n{}", server.log());
+    assert!(
+        out.status.success(),
+        "echo after hostile input failed\n{}",
+        server.log()
+    );
     let peak = server.peak_rss_kib();
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
 }
@@ -49,7 +62,13 @@ fn blob_count(server: &WardServer) -> usize {
             .map(|entries| {
                 entries
                     .flatten()
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
                     .sum()
             })
             .unwrap_or(0)
@@ -57,7 +76,11 @@ fn blob_count(server: &WardServer) -> usize {
     walk(&server.data.join("blobs"))
 }
 
-fn store_status(server: &WardServer, command: &ward_dimse::command::Command, dataset: &[u8]) -> Option<u16> {
+fn store_status(
+    server: &WardServer,
+    command: &ward_dimse::command::Command,
+    dataset: &[u8],
+) -> Option<u16> {
     let mut raw = associate(server);
     let status = raw.c_store(1, command, dataset);
     if status.is_some() {
@@ -71,7 +94,9 @@ fn four_gigabyte_element_in_sixteen_bytes() {
     let (_dir, server) = server();
     let obj = Synthetic::ct();
     // (0009,0010) OB, reserved, length 0xFFFFFFF0, then 4 bytes where 4 GB were promised.
-    let mut dataset = vec![0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF];
+    let mut dataset = vec![
+        0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 0xF0, 0xFF, 0xFF, 0xFF,
+    ];
     dataset.extend_from_slice(&[1, 2, 3, 4]);
     let cmd = raw::c_store_rq(1, Some(CT_IMAGE_STORAGE), &obj.sop_instance);
     assert_eq!(store_status(&server, &cmd, &dataset), Some(0xC000));
@@ -85,7 +110,10 @@ fn truncated_data_set() {
     let obj = Synthetic::ct();
     let dataset = obj.dataset_bytes(EXPLICIT_VR_LE);
     let cmd = raw::c_store_rq(1, Some(CT_IMAGE_STORAGE), &obj.sop_instance);
-    assert_eq!(store_status(&server, &cmd, &dataset[..dataset.len() / 2]), Some(0xC000));
+    assert_eq!(
+        store_status(&server, &cmd, &dataset[..dataset.len() / 2]),
+        Some(0xC000)
+    );
     assert_eq!(blob_count(&server), 0);
     assert_still_serving(&server);
 }
@@ -129,7 +157,8 @@ fn sop_instance_uid_must_match_the_command() {
 fn four_gigabyte_pdu_is_aborted() {
     let (_dir, server) = server();
     let mut raw = associate(&server);
-    raw.send(&[0x04, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]).unwrap();
+    raw.send(&[0x04, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])
+        .unwrap();
     assert!(matches!(raw.read(), Answer::Pdu(ABORT, _) | Answer::Closed));
     // Before association too.
     let mut raw = Raw::connect(&server.addr());
@@ -160,11 +189,22 @@ fn executable_preamble_is_never_stored() {
     obj.write_part10(&path, Some(&executable_preamble()));
     // A real client sends the data set of the polyglot; what Ward stores has a zero preamble.
     let out = dcmtk("storescu")
-        .args(["-aet", "ATTACKER", "-aec", "WARD", "127.0.0.1", &server.port.to_string()])
+        .args([
+            "-aet",
+            "ATTACKER",
+            "-aec",
+            "WARD",
+            "127.0.0.1",
+            &server.port.to_string(),
+        ])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(blob_count(&server), 1);
     let blob = std::fs::read_dir(server.data.join("blobs"))
         .unwrap()
@@ -175,7 +215,10 @@ fn executable_preamble_is_never_stored() {
         .unwrap()
         .path();
     let bytes = std::fs::read(blob).unwrap();
-    assert!(bytes[..128].iter().all(|b| *b == 0), "preamble must be zeroed");
+    assert!(
+        bytes[..128].iter().all(|b| *b == 0),
+        "preamble must be zeroed"
+    );
 
     // A whole Part 10 file pushed as if it were a data set is not understood.
     let other = Synthetic::ct();
@@ -193,7 +236,10 @@ fn different_content_under_a_stored_uid_is_refused() {
     let (_dir, server) = server();
     let obj = Synthetic::ct();
     let cmd = raw::c_store_rq(1, Some(CT_IMAGE_STORAGE), &obj.sop_instance);
-    assert_eq!(store_status(&server, &cmd, &obj.dataset_bytes(EXPLICIT_VR_LE)), Some(0));
+    assert_eq!(
+        store_status(&server, &cmd, &obj.dataset_bytes(EXPLICIT_VR_LE)),
+        Some(0)
+    );
     let mut changed = obj.clone();
     changed.pixel_seed = 99;
     assert_eq!(
@@ -201,7 +247,10 @@ fn different_content_under_a_stored_uid_is_refused() {
         Some(0x0111)
     );
     // The identical object again is fine.
-    assert_eq!(store_status(&server, &cmd, &obj.dataset_bytes(EXPLICIT_VR_LE)), Some(0));
+    assert_eq!(
+        store_status(&server, &cmd, &obj.dataset_bytes(EXPLICIT_VR_LE)),
+        Some(0)
+    );
     assert_eq!(blob_count(&server), 1);
 }
 

@@ -1,6 +1,8 @@
 //! C-ECHO and C-STORE against the real `ward` binary with clients nobody here wrote (DCMTK,
 //! pynetdicom) and with `ward store`; registry enforcement as seen on the wire.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use ward_test_support::dicom::{CT_IMAGE_STORAGE, EXPLICIT_VR_LE, Synthetic};
@@ -65,7 +67,11 @@ fn dcmtk_echo_and_store() {
         .args(["-aet", "ECHOSCU", "-aec", "WARD", "127.0.0.1", &port])
         .output()
         .unwrap();
-    assert!(echo.status.success(), "{}", String::from_utf8_lossy(&echo.stderr));
+    assert!(
+        echo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&echo.stderr)
+    );
 
     let files = tempfile::tempdir().unwrap();
     let (paths, _) = write_synthetic(files.path(), 5);
@@ -74,7 +80,11 @@ fn dcmtk_echo_and_store() {
         .args(&paths)
         .output()
         .unwrap();
-    assert!(store.status.success(), "{}", String::from_utf8_lossy(&store.stderr));
+    assert!(
+        store.status.success(),
+        "{}",
+        String::from_utf8_lossy(&store.stderr)
+    );
     assert_eq!(instance_count(&server), 5);
 
     // Sending the same objects again is idempotent.
@@ -105,9 +115,16 @@ fn pynetdicom_echo_and_store() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for obj in &objects {
-        assert!(stdout.contains(&format!("OK {}", obj.sop_instance)), "{stdout}");
+        assert!(
+            stdout.contains(&format!("OK {}", obj.sop_instance)),
+            "{stdout}"
+        );
     }
     assert_eq!(instance_count(&server), 3);
 }
@@ -131,7 +148,11 @@ fn ward_store_sends_folders_recursively() {
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("sent 5, failed 0, skipped 1"), "{stdout}");
     assert_eq!(instance_count(&server), 5);
 }
@@ -143,10 +164,10 @@ fn rejections_are_identical_whatever_was_wrong() {
     let contexts: &[(u8, &str, &[&str])] = &[(1, "1.2.840.10008.1.1", &[EXPLICIT_VR_LE])];
     let mut answers = Vec::new();
     for (calling, called) in [
-        ("NOBODY", "WARD"),     // unknown calling AE
-        ("STORESCU", "PACS"),   // wrong called AE
+        ("NOBODY", "WARD"),   // unknown calling AE
+        ("STORESCU", "PACS"), // wrong called AE
         ("STORESCU", "ANY-SCP"),
-        ("FAR", "WARD"),        // registered, but for 127.0.0.2 only
+        ("FAR", "WARD"), // registered, but for 127.0.0.2 only
         ("ANY-SCP", "ANY-SCP"),
     ] {
         let mut raw = Raw::connect(&server.addr());
@@ -164,13 +185,23 @@ fn rejections_are_identical_whatever_was_wrong() {
 
     // DCMTK sees a rejection too.
     let out = dcmtk("echoscu")
-        .args(["-aet", "NOBODY", "-aec", "WARD", "127.0.0.1", &server.port.to_string()])
+        .args([
+            "-aet",
+            "NOBODY",
+            "-aec",
+            "WARD",
+            "127.0.0.1",
+            &server.port.to_string(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     // And the registered peer is served right after.
     let mut raw = Raw::connect(&server.addr());
-    assert!(matches!(raw.associate("ECHOSCU", "WARD", contexts), Answer::Pdu(ASSOCIATE_AC, _)));
+    assert!(matches!(
+        raw.associate("ECHOSCU", "WARD", contexts),
+        Answer::Pdu(ASSOCIATE_AC, _)
+    ));
     assert!(raw.release());
 }
 
@@ -190,13 +221,24 @@ fn operations_not_allowed_have_their_contexts_refused() {
         panic!("expected A-ASSOCIATE-AC, got {answer:?}");
     };
     let results = context_results(&body);
-    assert_eq!(results, vec![(1, 0), (3, 1)], "echo accepted, storage refused (user rejection)");
+    assert_eq!(
+        results,
+        vec![(1, 0), (3, 1)],
+        "echo accepted, storage refused (user rejection)"
+    );
 
     // DCMTK's storescu from a peer allowed only echo cannot store.
     let files = tempfile::tempdir().unwrap();
     let (paths, _) = write_synthetic(files.path(), 1);
     let out = dcmtk("storescu")
-        .args(["-aet", "ECHOSCU", "-aec", "WARD", "127.0.0.1", &server.port.to_string()])
+        .args([
+            "-aet",
+            "ECHOSCU",
+            "-aec",
+            "WARD",
+            "127.0.0.1",
+            &server.port.to_string(),
+        ])
         .args(&paths)
         .output()
         .unwrap();
@@ -222,7 +264,15 @@ fn registry_changes_apply_without_restart() {
             .success()
     };
     assert!(!echo("LATECOMER"));
-    server.cli(&["ae", "add", "LATECOMER", "--host", "127.0.0.0/8", "--allow", "echo"]);
+    server.cli(&[
+        "ae",
+        "add",
+        "LATECOMER",
+        "--host",
+        "127.0.0.0/8",
+        "--allow",
+        "echo",
+    ]);
     assert!(echo("LATECOMER"));
     server.cli(&["ae", "remove", "LATECOMER"]);
     assert!(!echo("LATECOMER"));
@@ -251,15 +301,26 @@ fn raw_store_round_trip_keeps_the_bytes() {
     let obj = Synthetic::ct();
     let dataset = obj.dataset_bytes(EXPLICIT_VR_LE);
     let mut raw = Raw::connect(&server.addr());
-    let answer = raw.associate("STORESCU", "WARD", &[(1, CT_IMAGE_STORAGE, &[EXPLICIT_VR_LE])]);
+    let answer = raw.associate(
+        "STORESCU",
+        "WARD",
+        &[(1, CT_IMAGE_STORAGE, &[EXPLICIT_VR_LE])],
+    );
     assert!(matches!(answer, Answer::Pdu(ASSOCIATE_AC, _)));
-    let status = raw.c_store(1, &raw::c_store_rq(1, Some(CT_IMAGE_STORAGE), &obj.sop_instance), &dataset);
+    let status = raw.c_store(
+        1,
+        &raw::c_store_rq(1, Some(CT_IMAGE_STORAGE), &obj.sop_instance),
+        &dataset,
+    );
     assert_eq!(status, Some(0));
     assert!(raw.release());
 
     let blob = only_blob(&server.data);
     let stored = std::fs::read(&blob).unwrap();
-    assert!(stored.ends_with(&dataset), "the data set is stored exactly as received");
+    assert!(
+        stored.ends_with(&dataset),
+        "the data set is stored exactly as received"
+    );
     assert_eq!(&stored[128..132], b"DICM");
     assert!(stored[..128].iter().all(|b| *b == 0));
 }
