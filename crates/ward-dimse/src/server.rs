@@ -642,8 +642,13 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin + Send> Association<'s, S> {
             rsp.set_text(tag::ERROR_COMMENT, &text);
         }
         let max = pdu::max_pdv_payload(self.peer_max_pdu, self.server.config.max_pdu);
-        pdu::write_command(&mut self.stream, context_id, &rsp.encode(), max)
-            .await
-            .map_err(|_| "could not send a response")
+        // A peer that stops reading must not hold its association slot forever.
+        let bytes = rsp.encode();
+        let write = pdu::write_command(&mut self.stream, context_id, &bytes, max);
+        match tokio::time::timeout(self.server.config.idle_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("could not send a response"),
+            Err(_) => Err("peer stopped reading"),
+        }
     }
 }

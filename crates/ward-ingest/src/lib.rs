@@ -38,9 +38,9 @@ pub enum IngestError {
     TooLarge { limit: u64 },
     #[error("transfer syntax is not one Ward can read")]
     UnsupportedTransferSyntax,
-    #[error("data set is malformed: {0}")]
+    #[error("malformed: {0}")]
     Malformed(String),
-    #[error("data set does not match the request: {0}")]
+    #[error("{0}")]
     Mismatch(&'static str),
     #[error("a different object with this SOP Instance UID is already stored")]
     Duplicate,
@@ -399,12 +399,12 @@ impl SpoolWriter<'_> {
 
         if attrs.sop_instance_uid.as_ref() != Some(&self.request.sop_instance) {
             return Err(IngestError::Mismatch(
-                "SOP Instance UID differs from the one announced",
+                "SOP Instance UID differs from the request",
             ));
         }
         if attrs.sop_class_uid.as_ref() != Some(&self.request.sop_class) {
             return Err(IngestError::Mismatch(
-                "SOP Class UID differs from the one announced",
+                "SOP Class UID differs from the request",
             ));
         }
         if attrs.study_instance_uid.is_none() {

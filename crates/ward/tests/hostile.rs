@@ -283,3 +283,47 @@ fn silent_connections_do_not_hold_the_server() {
     let _silent: Vec<Raw> = (0..20).map(|_| Raw::connect(&server.addr())).collect();
     assert_still_serving(&server);
 }
+
+#[test]
+fn command_sets_split_across_pdvs_are_reassembled() {
+    let (_dir, server) = server();
+    let obj = Synthetic::ct();
+    let cmd = raw::c_store_rq(1, Some(CT_IMAGE_STORAGE), &obj.sop_instance).encode();
+    let mut raw = associate(&server);
+    let (a, b) = cmd.split_at(cmd.len() / 3);
+    let (b, c) = b.split_at(b.len() / 2);
+    raw.pdv(1, true, false, a).unwrap();
+    raw.pdv(1, true, false, b).unwrap();
+    raw.pdv(1, true, true, c).unwrap();
+    let dataset = obj.dataset_bytes(EXPLICIT_VR_LE);
+    let (d1, d2) = dataset.split_at(100);
+    raw.pdv(1, false, false, d1).unwrap();
+    raw.pdv(1, false, true, d2).unwrap();
+    assert_eq!(raw.read_status(), Some(0));
+    assert!(raw.release());
+    assert_eq!(blob_count(&server), 1);
+}
+
+#[test]
+fn associations_beyond_the_limit_are_rejected_as_transient() {
+    let bin = Path::new(WARD);
+    let dir = data_dir_with_peers(bin, &[("ATTACKER", "127.0.0.1", "echo,store")]);
+    let data = dir.path().join("data");
+    let config = data.join("ward.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("max_associations = 64", "max_associations = 2"),
+    )
+    .unwrap();
+    let server = WardServer::start(bin, &data);
+    let held: Vec<Raw> = (0..2).map(|_| associate(&server)).collect();
+    let mut third = Raw::connect(&server.addr());
+    let answer = third.associate("ATTACKER", "WARD", &[(1, VERIFICATION, &[EXPLICIT_VR_LE])]);
+    // transient (2), service provider presentation (3), local limit exceeded (2)
+    assert_eq!(answer, Answer::Pdu(raw::ASSOCIATE_RJ, vec![0, 2, 3, 2]));
+    drop(held);
+    // Slots come back once those connections close.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_still_serving(&server);
+}
