@@ -40,6 +40,8 @@ pub struct Config {
     pub dicom: DicomConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub query: QueryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,8 @@ pub struct DicomConfig {
     pub artim_timeout_secs: u64,
     /// How long an established association may stay silent before it is aborted.
     pub idle_timeout_secs: u64,
+    /// How long Ward waits to connect to a C-MOVE destination.
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for DicomConfig {
@@ -68,6 +72,7 @@ impl Default for DicomConfig {
             max_pdu_length: 256 * 1024,
             artim_timeout_secs: 10,
             idle_timeout_secs: 120,
+            connect_timeout_secs: 10,
         }
     }
 }
@@ -87,12 +92,34 @@ impl Default for StorageConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Matches one query returns at most; the final status says when there were more.
+    pub max_matches: u32,
+    /// Instances one C-GET or C-MOVE retrieves at most.
+    pub max_retrieve_instances: u32,
+    /// Whether person names match case-insensitively (PS3.4 C.2.2.2.1 leaves it to the SCP).
+    pub pn_case_insensitive: bool,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            max_matches: 1000,
+            max_retrieve_instances: 100_000,
+            pn_case_insensitive: true,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             version: CONFIG_VERSION,
             dicom: DicomConfig::default(),
             storage: StorageConfig::default(),
+            query: QueryConfig::default(),
         }
     }
 }
@@ -150,7 +177,16 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
-        if self.dicom.artim_timeout_secs == 0 || self.dicom.idle_timeout_secs == 0 {
+        if self.query.max_matches == 0 || self.query.max_retrieve_instances == 0 {
+            return Err(ConfigError::Invalid {
+                key: "query limits",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.dicom.artim_timeout_secs == 0
+            || self.dicom.idle_timeout_secs == 0
+            || self.dicom.connect_timeout_secs == 0
+        {
             return Err(ConfigError::Invalid {
                 key: "dicom timeouts",
                 reason: "must be at least one second".into(),

@@ -3,11 +3,15 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use dicom_core::{Tag, VR};
+use dicom_core::header::Header as _;
+use dicom_core::value::{PrimitiveValue, Value};
+use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
 use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::mem::InMemElement;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
 use ward_types::{InstanceAttributes, InvalidValue, Uid};
 
 #[allow(deprecated)] // retired, but still a transfer syntax Ward reads
@@ -26,7 +30,19 @@ pub enum HeaderError {
     },
     #[error("{attribute} does not hold a value of the expected kind")]
     InvalidValue { attribute: &'static str },
+    #[error("cannot encode the header copy")]
+    Copy(#[source] Box<dicom_object::WriteError>),
 }
+
+/// Largest value, in bytes, of a primitive element kept in a header copy. Longer values (LUTs,
+/// overlays, private blobs) are never query keys worth answering from a copy.
+pub const HEADER_COPY_MAX_VALUE: usize = 1024;
+/// Largest header copy, in bytes. Sequences are kept while they fit.
+pub const HEADER_COPY_MAX_LEN: usize = 64 * 1024;
+
+/// The Specific Character Set element every header copy starts with, as encoded: tag, VR,
+/// length and "ISO_IR 192".
+const COPY_CHARSET_LEN: usize = 8 + 10;
 
 /// Reads the header (everything before Pixel Data) of a Part 10 file and extracts the attributes
 /// the index keeps, decoded to UTF-8 with the data set's Specific Character Set and trimmed of
@@ -37,12 +53,109 @@ pub enum HeaderError {
 /// [`prescan_dataset`](crate::prescan_dataset)): dicom-object sizes allocations from declared
 /// lengths. A present but invalid UID is an error, not `None`, because the index keys on them.
 pub fn read_header(path: &Path) -> Result<InstanceAttributes, HeaderError> {
-    let obj = OpenFileOptions::new()
+    attributes(&open_header(path)?)
+}
+
+/// [`read_header`], and a copy of the header for answering queries on attributes the index has
+/// no column for: the top-level elements before Pixel Data, re-encoded as explicit VR little
+/// endian in UTF-8 (the copy starts with Specific Character Set "ISO_IR 192"), without group
+/// lengths, without elements whose encoding exceeds [`HEADER_COPY_MAX_VALUE`] bytes of value
+/// (sequences excepted) and without what no longer fits in [`HEADER_COPY_MAX_LEN`] bytes.
+/// Elements that cannot be re-encoded are left out.
+///
+/// The same precondition as [`read_header`] applies: the file must have passed the pre-scan.
+pub fn read_header_with_copy(path: &Path) -> Result<(InstanceAttributes, Vec<u8>), HeaderError> {
+    let obj = open_header(path)?;
+    Ok((attributes(&obj)?, header_copy(&obj)?))
+}
+
+fn open_header(path: &Path) -> Result<DefaultDicomObject, HeaderError> {
+    OpenFileOptions::new()
         .read_preamble(ReadPreamble::Always)
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
-        .map_err(|e| HeaderError::Read(Box::new(e)))?;
-    let header = Header::new(&obj)?;
+        .map_err(|e| HeaderError::Read(Box::new(e)))
+}
+
+fn utf8_charset() -> InMemElement {
+    DataElement::new(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        PrimitiveValue::from("ISO_IR 192"),
+    )
+}
+
+/// How many bytes `element` takes in a UTF-8 explicit VR little endian copy, or `None` if it
+/// cannot be encoded there (a value the UTF-8 codec or the writer refuses).
+fn copy_len(element: &InMemElement) -> Option<usize> {
+    let mut alone = InMemDicomObject::new_empty();
+    alone.put(utf8_charset());
+    alone.put(element.clone());
+    let mut out = Vec::new();
+    alone
+        .write_dataset_with_ts(&mut out, &EXPLICIT_VR_LITTLE_ENDIAN.erased())
+        .ok()?;
+    out.len().checked_sub(COPY_CHARSET_LEN)
+}
+
+/// The length of an explicit VR little endian element header (PS3.5 7.1.2): 12 bytes for the
+/// VRs with a 32-bit length, 8 for the others.
+fn element_header_len(vr: VR) -> usize {
+    match vr {
+        VR::OB
+        | VR::OD
+        | VR::OF
+        | VR::OL
+        | VR::OV
+        | VR::OW
+        | VR::SQ
+        | VR::SV
+        | VR::UC
+        | VR::UN
+        | VR::UR
+        | VR::UT
+        | VR::UV => 12,
+        _ => 8,
+    }
+}
+
+fn header_copy(obj: &DefaultDicomObject) -> Result<Vec<u8>, HeaderError> {
+    let mut copy = InMemDicomObject::new_empty();
+    // Text was decoded with the file's character set; the copy re-encodes all of it as UTF-8,
+    // so readers never need the original character set.
+    copy.put(utf8_charset());
+    let mut budget = HEADER_COPY_MAX_LEN - COPY_CHARSET_LEN;
+    for element in obj.iter() {
+        let tag = element.tag();
+        if tag.group() <= 0x0002
+            || tag.element() == 0
+            || tag == tags::SPECIFIC_CHARACTER_SET
+            || tag >= tags::PIXEL_DATA
+        {
+            continue;
+        }
+        let Some(len) = copy_len(element) else {
+            continue;
+        };
+        let too_long = match element.value() {
+            Value::Primitive(_) => len > HEADER_COPY_MAX_VALUE + element_header_len(element.vr()),
+            Value::Sequence(_) => false,
+            Value::PixelSequence(_) => true,
+        };
+        if too_long || len > budget {
+            continue;
+        }
+        budget -= len;
+        copy.put(element.clone());
+    }
+    let mut out = Vec::new();
+    copy.write_dataset_with_ts(&mut out, &EXPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| HeaderError::Copy(Box::new(e)))?;
+    Ok(out)
+}
+
+fn attributes(obj: &DefaultDicomObject) -> Result<InstanceAttributes, HeaderError> {
+    let header = Header::new(obj)?;
     Ok(InstanceAttributes {
         specific_character_set: header
             .text(tags::SPECIFIC_CHARACTER_SET, "SpecificCharacterSet")?,

@@ -10,9 +10,12 @@ mod header;
 mod part10;
 mod prescan;
 mod storage_sop_classes;
+mod transcode;
 mod ts;
 
-pub use header::{HeaderError, read_header};
+pub use header::{
+    HEADER_COPY_MAX_LEN, HEADER_COPY_MAX_VALUE, HeaderError, read_header, read_header_with_copy,
+};
 pub use part10::{
     MAX_META_GROUP_LEN, Part10Error, Part10Info, read_part10_info, read_part10_info_from,
     write_part10_header,
@@ -20,6 +23,7 @@ pub use part10::{
 pub use prescan::{
     PrescanError, PrescanLimits, PrescanSummary, prescan_dataset, prescan_part10_file,
 };
+pub use transcode::{TranscodeError, is_native_transfer_syntax, transcode_native};
 pub use ts::{
     is_readable_transfer_syntax, is_storage_sop_class, readable_transfer_syntaxes,
     storage_sop_classes,

@@ -1,20 +1,84 @@
 //! The association requestor: C-ECHO and C-STORE as a service class user, for `ward store`,
 //! Ward's own tests and benchmarks, and (later) C-MOVE sub-operations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
 use dicom_ul::pdu::{
     AbortRQSource, AssociationRQ, PDataValueType, Pdu, PresentationContextProposed,
-    PresentationContextResultReason,
+    PresentationContextResultReason, RequestorRoles, UserVariableItem,
 };
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use ward_types::Uid;
 
 use crate::command::{Command, CommandField, tag};
 use crate::negotiation::{self, APPLICATION_CONTEXT, VERIFICATION};
-use crate::pdu::{self, Incoming, PduError};
+use crate::pdu::{self, Incoming, PduError, Pdv};
+
+/// Largest identifier accepted in a response.
+const MAX_RESPONSE_IDENTIFIER: usize = 1 << 20;
+
+/// Counts and status of a C-GET or C-MOVE, from its latest response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetrieveProgress {
+    pub status: u16,
+    pub remaining: Option<u16>,
+    pub completed: u16,
+    pub failed: u16,
+    pub warning: u16,
+    pub comment: Option<String>,
+}
+
+impl RetrieveProgress {
+    fn from_command(cmd: &Command) -> Result<RetrieveProgress, ClientError> {
+        Ok(RetrieveProgress {
+            status: cmd
+                .status()
+                .map_err(|e| ClientError::Protocol(e.to_string()))?,
+            remaining: cmd.u16(tag::REMAINING_SUBOPERATIONS).ok(),
+            completed: cmd.u16(tag::COMPLETED_SUBOPERATIONS).unwrap_or(0),
+            failed: cmd.u16(tag::FAILED_SUBOPERATIONS).unwrap_or(0),
+            warning: cmd.u16(tag::WARNING_SUBOPERATIONS).unwrap_or(0),
+            comment: cmd.string(tag::ERROR_COMMENT).ok().flatten(),
+        })
+    }
+}
+
+/// Checks that a response answers `id`.
+fn check_answers(cmd: &Command, id: u16) -> Result<(), ClientError> {
+    match cmd.u16(tag::MESSAGE_ID_BEING_RESPONDED_TO) {
+        Ok(answered) if answered == id => Ok(()),
+        Ok(answered) => Err(ClientError::Protocol(format!(
+            "response to message {answered}, expected {id}"
+        ))),
+        Err(e) => Err(ClientError::Protocol(e.to_string())),
+    }
+}
+
+/// Parses a response identifier after the length-checked pre-scan.
+fn decode_identifier(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, ClientError> {
+    ward_dicom::prescan_dataset(
+        bytes,
+        bytes.len() as u64,
+        ts_uid,
+        &ward_dicom::PrescanLimits::default(),
+    )
+    .map_err(|e| ClientError::Protocol(format!("malformed identifier: {e}")))?;
+    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or(ClientError::NoContext)?;
+    InMemDicomObject::read_dataset_with_ts(bytes, ts)
+        .map_err(|e| ClientError::Protocol(format!("malformed identifier: {e}")))
+}
+
+fn hex_random() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -41,6 +105,8 @@ pub enum ClientError {
 pub struct Proposal {
     pub abstract_syntax: String,
     pub transfer_syntaxes: Vec<String>,
+    /// Propose the SCP role too (PS3.7 D.3.3.4): needed to receive C-GET sub-operations.
+    pub scp_role: bool,
 }
 
 impl Proposal {
@@ -51,6 +117,7 @@ impl Proposal {
                 negotiation::EXPLICIT_VR_LE.to_owned(),
                 negotiation::IMPLICIT_VR_LE.to_owned(),
             ],
+            scp_role: false,
         }
     }
 }
@@ -72,6 +139,8 @@ pub struct ClientAssociation {
     peer_max_pdu: u32,
     options: ClientOptions,
     next_message_id: u16,
+    /// PDVs received but not yet consumed.
+    queued: VecDeque<Pdv>,
 }
 
 impl ClientAssociation {
@@ -107,7 +176,24 @@ impl ClientAssociation {
             called_ae_title: options.called_ae.clone(),
             application_context_name: APPLICATION_CONTEXT.to_owned(),
             presentation_contexts: contexts.clone(),
-            user_variables: negotiation::our_user_variables(options.max_pdu),
+            user_variables: {
+                let mut items = negotiation::our_user_variables(options.max_pdu);
+                let roles: std::collections::BTreeSet<&str> = proposals
+                    .iter()
+                    .filter(|p| p.scp_role)
+                    .map(|p| p.abstract_syntax.as_str())
+                    .collect();
+                items.extend(roles.into_iter().map(|class| {
+                    UserVariableItem::ScuScpRoleSelectionSubItem(
+                        class.to_owned(),
+                        RequestorRoles {
+                            scu: true,
+                            scp: true,
+                        },
+                    )
+                }));
+                items
+            },
         };
         pdu::write_pdu(&mut stream, &Pdu::AssociationRQ(rq)).await?;
         let answer = tokio::time::timeout(
@@ -139,6 +225,7 @@ impl ClientAssociation {
                     peer_max_pdu: negotiation::peer_max_pdu(&ac.user_variables),
                     options,
                     next_message_id: 1,
+                    queued: VecDeque::new(),
                 })
             }
             Incoming::Other(Pdu::AssociationRJ(rj)) => Err(ClientError::Rejected(format!(
@@ -150,6 +237,18 @@ impl ClientAssociation {
                 "unexpected answer to A-ASSOCIATE-RQ: {other:?}"
             ))),
         }
+    }
+
+    /// The (context id, transfer syntax) pairs the peer accepted for `abstract_syntax`.
+    pub fn accepted_syntaxes(&self, abstract_syntax: &str) -> Vec<(u8, String)> {
+        let mut out: Vec<(u8, String)> = self
+            .accepted
+            .iter()
+            .filter(|((abs, _), _)| abs == abstract_syntax)
+            .map(|((_, ts), id)| (*id, ts.clone()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Whether the peer accepted `abstract_syntax` with `transfer_syntax`.
@@ -181,7 +280,14 @@ impl ClientAssociation {
         let mut rq = Command::new(CommandField::CEchoRq, VERIFICATION);
         rq.set_u16(tag::MESSAGE_ID, id);
         let max = self.max_payload();
-        pdu::write_command(&mut self.stream, context, &rq.encode(), max).await?;
+        pdu::write_fragments(
+            &mut self.stream,
+            context,
+            PDataValueType::Command,
+            &rq.encode(),
+            max,
+        )
+        .await?;
         let rsp = self.read_response(id).await?;
         rsp.status()
             .map_err(|e| ClientError::Protocol(e.to_string()))
@@ -202,51 +308,67 @@ impl ClientAssociation {
                 .map_err(|e| file_err(e.to_string()))?
                 .map_err(|e| file_err(e.to_string()))?
         };
-        let context = self
-            .context_for(info.sop_class_uid.as_str(), info.transfer_syntax.as_str())
-            .ok_or(ClientError::NoContext)?;
-        let id = self.message_id();
-        let mut rq = Command::new(CommandField::CStoreRq, info.sop_class_uid.as_str());
-        rq.set_u16(tag::MESSAGE_ID, id)
-            .set_u16(tag::PRIORITY, 0)
-            .set_u16(tag::COMMAND_DATA_SET_TYPE, 0x0000)
-            .set_uid(
-                tag::AFFECTED_SOP_INSTANCE_UID,
-                info.sop_instance_uid.as_str(),
-            );
-        let max = self.max_payload();
-        pdu::write_command(&mut self.stream, context, &rq.encode(), max).await?;
-
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| file_err(e.to_string()))?;
         file.seek(std::io::SeekFrom::Start(info.dataset_offset))
             .await
             .map_err(|e| file_err(e.to_string()))?;
-        let mut reader = BufReader::with_capacity(max, file);
-        let mut remaining = info.file_len.saturating_sub(info.dataset_offset);
-        let mut buf = vec![0u8; max];
-        loop {
-            let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(max);
-            reader
-                .read_exact(&mut buf[..want])
-                .await
-                .map_err(|e| file_err(e.to_string()))?;
-            remaining -= want as u64;
-            let last = remaining == 0;
-            pdu::write_pdv(
-                &mut self.stream,
-                context,
-                PDataValueType::Data,
-                last,
-                &buf[..want],
-            )
-            .await?;
-            if last {
-                break;
-            }
+        self.store_stream(
+            info.sop_class_uid.as_str(),
+            info.sop_instance_uid.as_str(),
+            info.transfer_syntax.as_str(),
+            file,
+            info.file_len.saturating_sub(info.dataset_offset),
+            None,
+        )
+        .await
+    }
+
+    /// C-STORE of a data set read from `reader` (`len` bytes, encoded in `transfer_syntax`),
+    /// streamed in PDVs. `originator` names the C-MOVE this is a sub-operation of. Returns the
+    /// status and the SCP's error comment, if any.
+    pub async fn store_stream<R: AsyncRead + Unpin>(
+        &mut self,
+        sop_class: &str,
+        sop_instance: &str,
+        transfer_syntax: &str,
+        reader: R,
+        len: u64,
+        originator: Option<(&str, u16)>,
+    ) -> Result<(u16, Option<String>), ClientError> {
+        let context = self
+            .context_for(sop_class, transfer_syntax)
+            .ok_or(ClientError::NoContext)?;
+        let id = self.message_id();
+        let mut rq = Command::new(CommandField::CStoreRq, sop_class);
+        rq.set_u16(tag::MESSAGE_ID, id)
+            .set_u16(tag::PRIORITY, 0)
+            .set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::DATA_SET_PRESENT)
+            .set_uid(tag::AFFECTED_SOP_INSTANCE_UID, sop_instance);
+        if let Some((aet, message_id)) = originator {
+            rq.set_text(tag::MOVE_ORIGINATOR_AE_TITLE, aet)
+                .set_u16(tag::MOVE_ORIGINATOR_MESSAGE_ID, message_id);
         }
-        self.stream.flush().await.map_err(PduError::from)?;
+        let max = self.max_payload();
+        pdu::write_fragments(
+            &mut self.stream,
+            context,
+            PDataValueType::Command,
+            &rq.encode(),
+            max,
+        )
+        .await?;
+        let reader = BufReader::with_capacity(max, reader);
+        pdu::write_stream(
+            &mut self.stream,
+            context,
+            reader,
+            len,
+            max,
+            self.options.timeout,
+        )
+        .await?;
         let rsp = self.read_response(id).await?;
         let status = rsp
             .status()
@@ -255,18 +377,20 @@ impl ClientAssociation {
         Ok((status, comment))
     }
 
-    /// Reads PDUs until the response to `message_id` is complete.
-    async fn read_response(&mut self, message_id: u16) -> Result<Command, ClientError> {
-        let mut bytes = Vec::new();
+    /// The next PDV from the peer, reading a PDU when none is queued.
+    async fn next_pdv(&mut self) -> Result<Pdv, ClientError> {
         loop {
+            if let Some(pdv) = self.queued.pop_front() {
+                return Ok(pdv);
+            }
             let incoming = tokio::time::timeout(
                 self.options.timeout,
                 pdu::read_pdu(&mut self.stream, self.options.max_pdu),
             )
             .await
             .map_err(|_| ClientError::Timeout)??;
-            let pdvs = match incoming {
-                Incoming::PData(pdvs) => pdvs,
+            match incoming {
+                Incoming::PData(pdvs) => self.queued.extend(pdvs),
                 Incoming::Other(Pdu::AbortRQ { .. }) => return Err(ClientError::Aborted),
                 Incoming::Other(other) => {
                     return Err(ClientError::Protocol(format!(
@@ -274,30 +398,320 @@ impl ClientAssociation {
                         other.short_description()
                     )));
                 }
-            };
-            for pdv in pdvs {
-                if !pdv.is_command {
-                    return Err(ClientError::Protocol("unexpected data set".into()));
-                }
-                if bytes.len() + pdv.data.len() > crate::command::MAX_COMMAND_SET {
-                    return Err(ClientError::Protocol("response too large".into()));
-                }
-                bytes.extend_from_slice(&pdv.data);
-                if pdv.is_last {
-                    let cmd = Command::decode(&bytes)
-                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    let answered = cmd
-                        .u16(tag::MESSAGE_ID_BEING_RESPONDED_TO)
-                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    if answered != message_id {
-                        return Err(ClientError::Protocol(format!(
-                            "response to message {answered}, expected {message_id}"
-                        )));
-                    }
-                    return Ok(cmd);
-                }
             }
         }
+    }
+
+    /// The next complete command set and its context.
+    async fn read_command(&mut self) -> Result<(u8, Command), ClientError> {
+        let mut bytes = Vec::new();
+        loop {
+            let pdv = self.next_pdv().await?;
+            if !pdv.is_command {
+                return Err(ClientError::Protocol(
+                    "data set where a command was expected".into(),
+                ));
+            }
+            if bytes.len() + pdv.data.len() > crate::command::MAX_COMMAND_SET {
+                return Err(ClientError::Protocol("command set too large".into()));
+            }
+            bytes.extend_from_slice(&pdv.data);
+            if pdv.is_last {
+                let cmd =
+                    Command::decode(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                return Ok((pdv.context_id, cmd));
+            }
+        }
+    }
+
+    /// Reads the data set that follows a command into memory, up to `cap` bytes.
+    async fn read_data(&mut self, context_id: u8, cap: usize) -> Result<Vec<u8>, ClientError> {
+        let mut bytes = Vec::new();
+        loop {
+            let pdv = self.next_pdv().await?;
+            if pdv.is_command || pdv.context_id != context_id {
+                return Err(ClientError::Protocol("data set expected".into()));
+            }
+            if bytes.len() + pdv.data.len() > cap {
+                return Err(ClientError::Protocol("data set too large".into()));
+            }
+            bytes.extend_from_slice(&pdv.data);
+            if pdv.is_last {
+                return Ok(bytes);
+            }
+        }
+    }
+
+    /// Reads the response to `message_id` (a data set following it is left unread).
+    async fn read_response(&mut self, message_id: u16) -> Result<Command, ClientError> {
+        let (_, cmd) = self.read_command().await?;
+        let answered = cmd
+            .u16(tag::MESSAGE_ID_BEING_RESPONDED_TO)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if answered != message_id {
+            return Err(ClientError::Protocol(format!(
+                "response to message {answered}, expected {message_id}"
+            )));
+        }
+        Ok(cmd)
+    }
+
+    /// The accepted context for `abstract_syntax` (any transfer syntax) and its transfer syntax.
+    fn context_for_class(&self, abstract_syntax: &str) -> Option<(u8, String)> {
+        self.accepted
+            .iter()
+            .filter(|((abs, _), _)| abs == abstract_syntax)
+            .map(|((_, ts), id)| (*id, ts.clone()))
+            .min()
+    }
+
+    /// Sends a C-FIND/C-GET/C-MOVE request with its identifier; returns the message id and the
+    /// context's transfer syntax.
+    async fn send_query(
+        &mut self,
+        field: CommandField,
+        sop_class: &str,
+        identifier: &InMemDicomObject,
+        move_destination: Option<&str>,
+    ) -> Result<(u16, String), ClientError> {
+        let (context, ts_uid) = self
+            .context_for_class(sop_class)
+            .ok_or(ClientError::NoContext)?;
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(&ts_uid)
+            .ok_or(ClientError::NoContext)?;
+        let mut data = Vec::new();
+        identifier
+            .write_dataset_with_ts(&mut data, ts)
+            .map_err(|e| ClientError::Protocol(format!("cannot encode the identifier: {e}")))?;
+        let id = self.message_id();
+        let mut rq = Command::new(field, sop_class);
+        rq.set_u16(tag::MESSAGE_ID, id)
+            .set_u16(tag::PRIORITY, 0)
+            .set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::DATA_SET_PRESENT);
+        if let Some(dest) = move_destination {
+            rq.set_text(tag::MOVE_DESTINATION, dest);
+        }
+        let max = self.max_payload();
+        pdu::write_fragments(
+            &mut self.stream,
+            context,
+            PDataValueType::Command,
+            &rq.encode(),
+            max,
+        )
+        .await?;
+        pdu::write_fragments(&mut self.stream, context, PDataValueType::Data, &data, max).await?;
+        Ok((id, ts_uid))
+    }
+
+    /// C-FIND: `on_match` gets each match's identifier. Returns the final status and comment.
+    pub async fn find(
+        &mut self,
+        sop_class: &str,
+        identifier: &InMemDicomObject,
+        mut on_match: impl FnMut(InMemDicomObject),
+    ) -> Result<(u16, Option<String>), ClientError> {
+        let (id, ts) = self
+            .send_query(CommandField::CFindRq, sop_class, identifier, None)
+            .await?;
+        loop {
+            let (context, rsp) = self.read_command().await?;
+            check_answers(&rsp, id)?;
+            let status = rsp
+                .status()
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if rsp.has_data_set().unwrap_or(false) {
+                let bytes = self.read_data(context, MAX_RESPONSE_IDENTIFIER).await?;
+                on_match(decode_identifier(&bytes, &ts)?);
+            }
+            if status != crate::command::status::PENDING && status != 0xFF01 {
+                return Ok((status, rsp.string(tag::ERROR_COMMENT).ok().flatten()));
+            }
+        }
+    }
+
+    /// C-MOVE to `destination`; `on_progress` sees each pending response's counts.
+    pub async fn move_to(
+        &mut self,
+        sop_class: &str,
+        identifier: &InMemDicomObject,
+        destination: &str,
+        on_progress: impl FnMut(&RetrieveProgress),
+    ) -> Result<RetrieveProgress, ClientError> {
+        let (id, _) = self
+            .send_query(
+                CommandField::CMoveRq,
+                sop_class,
+                identifier,
+                Some(destination),
+            )
+            .await?;
+        self.follow_retrieve(id, None, on_progress).await
+    }
+
+    /// C-GET: the instances arrive on this association and are written into `out_dir` as Part
+    /// 10 files named by the SHA-256 of their content (never by a value the peer sent).
+    pub async fn get(
+        &mut self,
+        sop_class: &str,
+        identifier: &InMemDicomObject,
+        out_dir: &Path,
+        on_progress: impl FnMut(&RetrieveProgress),
+    ) -> Result<RetrieveProgress, ClientError> {
+        let (id, _) = self
+            .send_query(CommandField::CGetRq, sop_class, identifier, None)
+            .await?;
+        self.follow_retrieve(id, Some(out_dir), on_progress).await
+    }
+
+    /// Follows a C-GET or C-MOVE to its final response, receiving C-GET's sub-operations.
+    async fn follow_retrieve(
+        &mut self,
+        id: u16,
+        out_dir: Option<&Path>,
+        mut on_progress: impl FnMut(&RetrieveProgress),
+    ) -> Result<RetrieveProgress, ClientError> {
+        loop {
+            let (context, cmd) = self.read_command().await?;
+            let field = cmd
+                .command_field()
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if field == CommandField::CStoreRq {
+                let Some(dir) = out_dir else {
+                    return Err(ClientError::Protocol(
+                        "C-STORE on a C-MOVE association".into(),
+                    ));
+                };
+                self.receive_sub_operation(context, &cmd, dir).await?;
+                continue;
+            }
+            check_answers(&cmd, id)?;
+            let progress = RetrieveProgress::from_command(&cmd)?;
+            if cmd.has_data_set().unwrap_or(false) {
+                // Failed SOP Instance UID List; the counts already tell the story.
+                self.read_data(context, MAX_RESPONSE_IDENTIFIER).await?;
+            }
+            on_progress(&progress);
+            if progress.status != crate::command::status::PENDING {
+                return Ok(progress);
+            }
+        }
+    }
+
+    /// Receives one C-GET sub-operation into `dir` and answers it.
+    async fn receive_sub_operation(
+        &mut self,
+        context: u8,
+        cmd: &Command,
+        dir: &Path,
+    ) -> Result<(), ClientError> {
+        let message_id = cmd
+            .message_id()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let ts = self
+            .accepted
+            .iter()
+            .find(|(_, id)| **id == context)
+            .map(|((_, ts), _)| ts.clone())
+            .ok_or_else(|| ClientError::Protocol("C-STORE on an unknown context".into()))?;
+        let class = cmd.string(tag::AFFECTED_SOP_CLASS_UID).ok().flatten();
+        let instance = cmd.string(tag::AFFECTED_SOP_INSTANCE_UID).ok().flatten();
+        let uids = (
+            class.as_deref().map(Uid::parse),
+            instance.as_deref().map(Uid::parse),
+            Uid::parse(&ts),
+        );
+        let status = match uids {
+            (Some(Ok(class)), Some(Ok(instance)), Ok(ts)) => {
+                match self
+                    .write_received(context, &class, &instance, &ts, dir)
+                    .await?
+                {
+                    Ok(()) => crate::command::status::SUCCESS,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot write a received object");
+                        crate::command::status::OUT_OF_RESOURCES
+                    }
+                }
+            }
+            _ => {
+                // Unusable UIDs: read and drop the data set, then refuse.
+                loop {
+                    let pdv = self.next_pdv().await?;
+                    if pdv.is_last {
+                        break;
+                    }
+                }
+                crate::command::status::DATA_SET_MISMATCH
+            }
+        };
+        let sop_class = class.unwrap_or_default();
+        let mut rsp = Command::response(CommandField::CStoreRsp, &sop_class, message_id, status);
+        if let Some(uid) = instance {
+            rsp.set_uid(tag::AFFECTED_SOP_INSTANCE_UID, &uid);
+        }
+        let max = self.max_payload();
+        pdu::write_fragments(
+            &mut self.stream,
+            context,
+            PDataValueType::Command,
+            &rsp.encode(),
+            max,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Streams a received data set into `dir` behind a Part 10 header. The outer error is the
+    /// association's; the inner one the file's (the data set is still read to its end).
+    async fn write_received(
+        &mut self,
+        context: u8,
+        class: &Uid,
+        instance: &Uid,
+        ts: &Uid,
+        dir: &Path,
+    ) -> Result<Result<(), std::io::Error>, ClientError> {
+        let temp = dir.join(format!(".{}.part", hex_random()));
+        let mut header = Vec::new();
+        // Once a write fails, `file` holds the error and the rest of the data set is only read.
+        let mut file = match ward_dicom::write_part10_header(&mut header, class, instance, ts) {
+            Ok(_) => tokio::fs::File::create(&temp).await,
+            Err(e) => Err(e),
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(&header);
+        let mut chunk = header;
+        loop {
+            if let Ok(f) = &mut file {
+                if let Err(e) = f.write_all(&chunk).await {
+                    file = Err(e);
+                }
+            }
+            let pdv = self.next_pdv().await?;
+            if pdv.is_command || pdv.context_id != context {
+                return Err(ClientError::Protocol("C-STORE data set expected".into()));
+            }
+            hasher.update(&pdv.data);
+            chunk = pdv.data;
+            if pdv.is_last {
+                break;
+            }
+        }
+        let result = async {
+            let mut f = file?;
+            f.write_all(&chunk).await?;
+            f.flush().await?;
+            f.sync_all().await?;
+            let name = format!("{}.dcm", hex::encode(hasher.finalize()));
+            tokio::fs::rename(&temp, dir.join(name)).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        Ok(result)
     }
 
     /// Releases the association (A-RELEASE-RQ, waits for the RP).

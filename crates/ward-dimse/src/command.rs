@@ -65,12 +65,19 @@ pub mod tag {
     pub const STATUS: u16 = 0x0900;
     pub const ERROR_COMMENT: u16 = 0x0902;
     pub const AFFECTED_SOP_INSTANCE_UID: u16 = 0x1000;
+    pub const MOVE_DESTINATION: u16 = 0x0600;
+    pub const REMAINING_SUBOPERATIONS: u16 = 0x1020;
+    pub const COMPLETED_SUBOPERATIONS: u16 = 0x1021;
+    pub const FAILED_SUBOPERATIONS: u16 = 0x1022;
+    pub const WARNING_SUBOPERATIONS: u16 = 0x1023;
     pub const MOVE_ORIGINATOR_AE_TITLE: u16 = 0x1030;
     pub const MOVE_ORIGINATOR_MESSAGE_ID: u16 = 0x1031;
 }
 
 /// Command Data Set Type value meaning "no data set follows".
 pub const NO_DATA_SET: u16 = 0x0101;
+/// A Command Data Set Type value meaning "a data set follows" (any value but 0x0101 does).
+pub const DATA_SET_PRESENT: u16 = 0x0001;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -233,21 +240,28 @@ fn push_element(out: &mut Vec<u8>, element: u16, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// DIMSE status codes Ward sends (PS3.7 Annex C, PS3.4 Annex B).
+/// DIMSE status codes Ward sends (PS3.7 Annex C, PS3.4 Annex B and C). The storage codes come
+/// from the ingest path, which STOW-RS shares.
 pub mod status {
-    pub const SUCCESS: u16 = 0x0000;
-    /// General failure: the SOP Instance already exists (PS3.7 C.4.10); Ward uses it when the
-    /// same SOP Instance UID arrives with different content.
-    pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
+    pub use ward_ingest::status::{
+        CANNOT_UNDERSTAND, DATA_SET_MISMATCH, DUPLICATE_SOP_INSTANCE, OUT_OF_RESOURCES, SUCCESS,
+    };
+
     pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
-    pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
     pub const NOT_AUTHORIZED: u16 = 0x0124;
-    /// Storage: refused, out of resources.
-    pub const OUT_OF_RESOURCES: u16 = 0xA700;
-    /// Storage: data set does not match SOP class.
-    pub const DATA_SET_MISMATCH: u16 = 0xA900;
-    /// Storage: cannot understand.
-    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
+    pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
+    /// C-FIND/GET/MOVE: matches or sub-operations continue.
+    pub const PENDING: u16 = 0xFF00;
+    /// C-FIND/GET/MOVE: terminated by a C-CANCEL.
+    pub const CANCEL: u16 = 0xFE00;
+    /// C-FIND/GET/MOVE failure "unable to process" (0xCxxx).
+    pub const UNABLE_TO_PROCESS: u16 = 0xC001;
+    /// C-MOVE: refused, move destination unknown.
+    pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+    /// C-GET/MOVE: refused, out of resources, unable to perform sub-operations.
+    pub const UNABLE_TO_PERFORM_SUBOPERATIONS: u16 = 0xA702;
+    /// C-GET/MOVE: sub-operations complete, one or more failures or warnings.
+    pub const SUBOPERATIONS_WITH_FAILURES: u16 = 0xB000;
 
     /// Whether a status is a success or a warning (PS3.7 C.3): anything else is a failure.
     pub fn is_success_or_warning(status: u16) -> bool {

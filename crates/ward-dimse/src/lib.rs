@@ -6,9 +6,13 @@
 
 pub mod client;
 pub mod command;
+mod find;
 pub mod negotiation;
 pub mod pdu;
+mod retrieve;
 pub mod server;
+mod session;
+mod store;
 
 pub use client::{ClientAssociation, ClientError, ClientOptions, Proposal};
 pub use server::{Server, ServerConfig};

@@ -7,6 +7,7 @@
 
 use std::io;
 
+use bytes::BytesMut;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValueType, Pdu};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -65,7 +66,9 @@ pub enum Incoming {
 }
 
 /// Reads one PDU whose length may not exceed `pdata_limit` for P-DATA-TF and
-/// [`MAX_CONTROL_PDU`] for any other type.
+/// [`MAX_CONTROL_PDU`] for any other type. Reads exactly the PDU's bytes and nothing beyond, so
+/// it can be used before handing the stream to something else; it is not cancel-safe (see
+/// [`PduBuffer`] for that).
 pub async fn read_pdu<R: AsyncRead + Unpin>(
     reader: &mut R,
     pdata_limit: u32,
@@ -76,6 +79,24 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(PduError::Closed),
         Err(e) => return Err(e.into()),
     }
+    let length = check_header(&header, pdata_limit)?;
+    let mut whole = vec![0u8; PDU_HEADER + length];
+    whole[..PDU_HEADER].copy_from_slice(&header);
+    reader
+        .read_exact(&mut whole[PDU_HEADER..])
+        .await
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                PduError::Malformed("PDU ends before its declared length".into())
+            } else {
+                PduError::Io(e)
+            }
+        })?;
+    parse_pdu(&whole)
+}
+
+/// Checks a PDU header against the limits and returns the body length.
+fn check_header(header: &[u8; PDU_HEADER], pdata_limit: u32) -> Result<usize, PduError> {
     let pdu_type = header[0];
     let length = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
     if !(0x01..=0x07).contains(&pdu_type) {
@@ -89,24 +110,59 @@ pub async fn read_pdu<R: AsyncRead + Unpin>(
     if length > limit {
         return Err(PduError::TooLarge { length, limit });
     }
-    let mut body = vec![0u8; length as usize];
-    reader.read_exact(&mut body).await.map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            PduError::Malformed("PDU ends before its declared length".into())
-        } else {
-            PduError::Io(e)
-        }
-    })?;
-    if pdu_type == P_DATA_TF {
-        return parse_pdata(&body).map(Incoming::PData);
+    usize::try_from(length).map_err(|_| PduError::TooLarge { length, limit })
+}
+
+/// Parses a whole PDU (header and body) whose header has passed [`check_header`].
+fn parse_pdu(whole: &[u8]) -> Result<Incoming, PduError> {
+    if whole.first() == Some(&P_DATA_TF) {
+        return parse_pdata(whole.get(PDU_HEADER..).unwrap_or_default()).map(Incoming::PData);
     }
-    let mut whole = Vec::with_capacity(PDU_HEADER + body.len());
-    whole.extend_from_slice(&header);
-    whole.extend_from_slice(&body);
-    match dicom_ul::pdu::read_pdu(&whole[..], dicom_ul::pdu::MAXIMUM_PDU_SIZE, false) {
+    match dicom_ul::pdu::read_pdu(whole, dicom_ul::pdu::MAXIMUM_PDU_SIZE, false) {
         Ok(Some(pdu)) => Ok(Incoming::Other(pdu)),
         Ok(None) => Err(PduError::Malformed("incomplete PDU".into())),
         Err(e) => Err(PduError::Malformed(e.to_string())),
+    }
+}
+
+/// A cancel-safe PDU reader for an established association: the bytes read so far live in the
+/// buffer, so a read abandoned half-way (a timeout, or a poll that found nothing complete)
+/// loses nothing. The buffer never holds more than one PDU beyond what the peer sent early.
+#[derive(Debug, Default)]
+pub struct PduBuffer {
+    buf: BytesMut,
+}
+
+impl PduBuffer {
+    /// Reads the next PDU, with the limits of [`read_pdu`]. Cancel-safe.
+    pub async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        pdata_limit: u32,
+    ) -> Result<Incoming, PduError> {
+        loop {
+            let wanted = match self.buf.get(..PDU_HEADER) {
+                Some(header) => {
+                    let mut h = [0u8; PDU_HEADER];
+                    h.copy_from_slice(header);
+                    let whole = PDU_HEADER + check_header(&h, pdata_limit)?;
+                    if self.buf.len() >= whole {
+                        let pdu = self.buf.split_to(whole);
+                        return parse_pdu(&pdu);
+                    }
+                    whole
+                }
+                None => PDU_HEADER,
+            };
+            self.buf.reserve(wanted - self.buf.len());
+            if reader.read_buf(&mut self.buf).await? == 0 {
+                return Err(if self.buf.is_empty() {
+                    PduError::Closed
+                } else {
+                    PduError::Malformed("connection closed inside a PDU".into())
+                });
+            }
+        }
     }
 }
 
@@ -192,19 +248,68 @@ pub fn max_pdv_payload(peer_max: u32, fallback: u32) -> usize {
     (max as usize).saturating_sub(PDV_HEADER).max(1)
 }
 
-/// Sends a command set as one or more PDVs.
-pub async fn write_command<W: AsyncWrite + Unpin>(
+/// Sends a command set or an in-memory data set as one or more PDVs.
+pub async fn write_fragments<W: AsyncWrite + Unpin>(
     writer: &mut W,
     context_id: u8,
+    kind: PDataValueType,
     bytes: &[u8],
     max_payload: usize,
 ) -> Result<(), PduError> {
+    if bytes.is_empty() {
+        write_pdv(writer, context_id, kind, true, &[]).await?;
+        writer.flush().await?;
+        return Ok(());
+    }
     let mut chunks = bytes.chunks(max_payload).peekable();
     while let Some(chunk) = chunks.next() {
         let last = chunks.peek().is_none();
-        write_pdv(writer, context_id, PDataValueType::Command, last, chunk).await?;
+        write_pdv(writer, context_id, kind.clone(), last, chunk).await?;
     }
     writer.flush().await?;
+    Ok(())
+}
+
+/// Sends `len` bytes from `reader` as data PDVs of at most `max_payload` bytes, each write
+/// bounded by `write_timeout` (an `io::ErrorKind::TimedOut` error when it passes). Memory use is
+/// one payload whatever `len` is.
+pub async fn write_stream<W, R>(
+    writer: &mut W,
+    context_id: u8,
+    mut reader: R,
+    len: u64,
+    max_payload: usize,
+    write_timeout: std::time::Duration,
+) -> Result<(), PduError>
+where
+    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+{
+    let mut buf = vec![
+        0u8;
+        max_payload
+            .min(usize::try_from(len).unwrap_or(usize::MAX))
+            .max(1)
+    ];
+    let mut remaining = len;
+    loop {
+        let want = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        reader.read_exact(&mut buf[..want]).await?;
+        remaining -= want as u64;
+        let last = remaining == 0;
+        let write = write_pdv(writer, context_id, PDataValueType::Data, last, &buf[..want]);
+        tokio::time::timeout(write_timeout, write)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        if last {
+            break;
+        }
+    }
+    tokio::time::timeout(write_timeout, writer.flush())
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
     Ok(())
 }
 

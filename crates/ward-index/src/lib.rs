@@ -4,14 +4,21 @@
 //! its SQLite implementation (a PostgreSQL one can implement the same trait). Values read back
 //! from the database are validated again (UIDs, AE titles, sizes), so a damaged or hand-edited
 //! database yields [`IndexError::Corrupt`], never a panic or an invalid value.
+//!
+//! It also executes queries parsed by `ward-query` ([`Index::find`],
+//! [`Index::retrieve_instances`]): `plan` splits a query between conditions on columns and keys
+//! left to Rust, the backend renders and runs the conditions.
 
 use std::path::PathBuf;
 
+use ward_query::{MatchRow, Query, QueryError, QueryOptions};
 use ward_types::{AePeer, AeTitle, InstanceAttributes, Uid};
 
+mod plan;
 mod sqlite;
 
 pub use sqlite::SqliteIndex;
+pub use sqlite::find::MAX_HEADER_CANDIDATES;
 
 /// Why an index operation failed. Messages carry column and attribute names, never values, so
 /// they can be logged without leaking PHI.
@@ -39,12 +46,22 @@ pub enum IndexError {
     Database(#[from] sqlx::Error),
     #[error("index schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("query refused: {0}")]
+    Query(#[from] QueryError),
+    #[error(
+        "query too broad: its keys without an index column would be checked on more than \
+         {max_candidates} candidates"
+    )]
+    TooBroad { max_candidates: u64 },
 }
 
 /// An instance to index, as ingest hands it over once the blob is stored.
 #[derive(Debug, Clone)]
 pub struct NewInstance {
     pub attrs: InstanceAttributes,
+    /// The header copy `ward_dicom::read_header_with_copy` made, for matching and answering
+    /// query keys that have no column. Empty when there is none.
+    pub header: Vec<u8>,
     pub transfer_syntax: Uid,
     pub size: u64,
     /// Lowercase hex SHA-256 of the stored object.
@@ -110,6 +127,36 @@ pub trait Index: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<InstanceRow>, IndexError>;
     async fn counts(&self) -> Result<Counts, IndexError>;
+
+    /// Matches at `query.level`, at most `limit` rows (ask for limit + 1 to learn whether the
+    /// answer was cut), in no particular order. Rows carry the values of the requested keys
+    /// the index has columns for (attributes of the query level and above), the requested
+    /// computed attributes (NumberOfPatientRelatedStudies/Series/Instances,
+    /// NumberOfStudyRelatedSeries/Instances, NumberOfSeriesRelatedInstances,
+    /// ModalitiesInStudy, SOPClassesInStudy) and, only when some requested key has no column,
+    /// the header copy of one representative instance of the entity (pre-scanned).
+    ///
+    /// Keys with a column are conditions the database answers through its indexes. Keys
+    /// without one are matched in Rust against the representative instance's header copy of
+    /// each candidate the other keys let through, so their cost is the size of that narrowed
+    /// candidate set: past [`MAX_HEADER_CANDIDATES`] candidates the query fails with
+    /// [`IndexError::TooBroad`].
+    async fn find(
+        &self,
+        query: &Query,
+        options: &QueryOptions,
+        limit: u32,
+    ) -> Result<Vec<MatchRow>, IndexError>;
+
+    /// The instances a C-GET or C-MOVE identifier designates (every instance under the matched
+    /// entities), at most `limit`. The identifier must designate them by a unique key
+    /// ([`ward_query::check_retrieve`], else [`IndexError::Query`]). Keys without a column are
+    /// checked on each instance's own header copy, PN values case-insensitively.
+    async fn retrieve_instances(
+        &self,
+        query: &Query,
+        limit: u32,
+    ) -> Result<Vec<InstanceRow>, IndexError>;
 
     // AE registry: the table of known peers, read fresh on every association so changes need no
     // restart.

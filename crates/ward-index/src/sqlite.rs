@@ -13,14 +13,16 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use dicom_core::VR;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, SqliteConnection};
+use ward_query::{MatchRow, Query, QueryOptions};
 use ward_types::{AePeer, AeTitle, HostPattern, OperationSet, Uid};
 
-use crate::{Counts, Index, IndexError, InsertOutcome, InstanceRow, NewInstance};
+use crate::{Counts, Index, IndexError, InsertOutcome, InstanceRow, NewInstance, plan};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -34,13 +36,22 @@ const MAX_READERS: u32 = 8;
 const FILE_MODE: u32 = 0o600;
 
 /// The columns of [`InstanceRow`], in the order [`instance_row`] reads them.
+macro_rules! instance_columns {
+    () => {
+        "i.sop_instance_uid, i.sop_class_uid, st.study_instance_uid, \
+         se.series_instance_uid, i.transfer_syntax_uid, i.size, i.blob_key"
+    };
+}
+
 macro_rules! instance_select {
     () => {
-        "SELECT i.sop_instance_uid, i.sop_class_uid, st.study_instance_uid, \
-         se.series_instance_uid, i.transfer_syntax_uid, i.size, i.blob_key \
-         FROM instance i \
-         JOIN series se ON se.id = i.series_fk \
-         JOIN study st ON st.id = se.study_fk "
+        concat!(
+            "SELECT ",
+            instance_columns!(),
+            " FROM instance i \
+             JOIN series se ON se.id = i.series_fk \
+             JOIN study st ON st.id = se.study_fk "
+        )
     };
 }
 
@@ -193,6 +204,11 @@ fn ae_peer_row(row: &SqliteRow) -> Result<AePeer, IndexError> {
     })
 }
 
+/// The sortable form of a DA or TM value for its `*_key` column.
+fn sortable(vr: VR, value: Option<&str>) -> Option<String> {
+    value.and_then(|v| ward_query::sortable(vr, v))
+}
+
 fn required<'a>(value: Option<&'a Uid>, name: &'static str) -> Result<&'a Uid, IndexError> {
     value.ok_or(IndexError::MissingAttribute(name))
 }
@@ -241,14 +257,15 @@ async fn find_or_create_study(
         None => {
             let id = sqlx::query_scalar(
                 "INSERT INTO patient (patient_id, issuer_of_patient_id, patient_name, \
-                 patient_name_upper, patient_birth_date, patient_sex) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                 patient_name_upper, patient_birth_date, patient_birth_date_key, patient_sex) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
             .bind(patient_id)
             .bind(issuer)
             .bind(a.patient_name.as_deref())
             .bind(a.patient_name.as_deref().map(str::to_uppercase))
             .bind(a.patient_birth_date.as_deref())
+            .bind(sortable(VR::DA, a.patient_birth_date.as_deref()))
             .bind(a.patient_sex.as_deref())
             .fetch_one(&mut *conn)
             .await?;
@@ -257,18 +274,22 @@ async fn find_or_create_study(
     };
 
     let study_fk = sqlx::query_scalar(
-        "INSERT INTO study (patient_fk, study_instance_uid, study_date, study_time, \
-         accession_number, study_id, study_description, referring_physician_name) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO study (patient_fk, study_instance_uid, study_date, study_date_key, \
+         study_time, study_time_key, accession_number, study_id, study_description, \
+         referring_physician_name, referring_physician_name_upper) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(patient_fk)
     .bind(study_uid.as_str())
     .bind(a.study_date.as_deref())
+    .bind(sortable(VR::DA, a.study_date.as_deref()))
     .bind(a.study_time.as_deref())
+    .bind(sortable(VR::TM, a.study_time.as_deref()))
     .bind(a.accession_number.as_deref())
     .bind(a.study_id.as_deref())
     .bind(a.study_description.as_deref())
     .bind(a.referring_physician_name.as_deref())
+    .bind(a.referring_physician_name.as_deref().map(str::to_uppercase))
     .fetch_one(&mut *conn)
     .await?;
     Ok((study_fk, new_patients, 1))
@@ -295,8 +316,9 @@ async fn find_or_create_series(
             let a = &new.attrs;
             let id = sqlx::query_scalar(
                 "INSERT INTO series (study_fk, series_instance_uid, modality, series_number, \
-                 series_description, series_date, series_time, body_part_examined) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                 series_description, series_date, series_date_key, series_time, \
+                 series_time_key, body_part_examined) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
             )
             .bind(study_fk)
             .bind(series_uid.as_str())
@@ -304,7 +326,9 @@ async fn find_or_create_series(
             .bind(a.series_number.as_deref())
             .bind(a.series_description.as_deref())
             .bind(a.series_date.as_deref())
+            .bind(sortable(VR::DA, a.series_date.as_deref()))
             .bind(a.series_time.as_deref())
+            .bind(sortable(VR::TM, a.series_time.as_deref()))
             .bind(a.body_part_examined.as_deref())
             .fetch_one(&mut *conn)
             .await?;
@@ -352,17 +376,20 @@ impl Index for SqliteIndex {
 
         sqlx::query(
             "INSERT INTO instance (series_fk, sop_instance_uid, sop_class_uid, instance_number, \
-             content_date, content_time, pixel_rows, pixel_columns, number_of_frames, \
-             specific_character_set, transfer_syntax_uid, size, blob_key, source_ae, \
-             received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             content_date, content_date_key, content_time, content_time_key, pixel_rows, \
+             pixel_columns, number_of_frames, specific_character_set, transfer_syntax_uid, \
+             size, blob_key, source_ae, received_at, header) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18)",
         )
         .bind(series_fk)
         .bind(sop_uid.as_str())
         .bind(class_uid.as_str())
         .bind(a.instance_number.as_deref())
         .bind(a.content_date.as_deref())
+        .bind(sortable(VR::DA, a.content_date.as_deref()))
         .bind(a.content_time.as_deref())
+        .bind(sortable(VR::TM, a.content_time.as_deref()))
         .bind(a.rows.map(i64::from))
         .bind(a.columns.map(i64::from))
         .bind(a.number_of_frames.as_deref())
@@ -372,6 +399,7 @@ impl Index for SqliteIndex {
         .bind(new.blob_key.as_str())
         .bind(new.source_ae.as_deref())
         .bind(new.received_at_unix_ms)
+        .bind((!new.header.is_empty()).then_some(new.header.as_slice()))
         .execute(&mut *tx)
         .await?;
 
@@ -420,6 +448,25 @@ impl Index for SqliteIndex {
             .iter()
             .map(instance_row)
             .collect()
+    }
+
+    async fn find(
+        &self,
+        query: &Query,
+        options: &QueryOptions,
+        limit: u32,
+    ) -> Result<Vec<MatchRow>, IndexError> {
+        find::find(&self.readers, &plan::plan(query, options), options, limit).await
+    }
+
+    async fn retrieve_instances(
+        &self,
+        query: &Query,
+        limit: u32,
+    ) -> Result<Vec<InstanceRow>, IndexError> {
+        ward_query::check_retrieve(query)?;
+        let plan = plan::plan(query, &QueryOptions::default());
+        find::retrieve(&self.readers, &plan, limit).await
     }
 
     async fn counts(&self) -> Result<Counts, IndexError> {
@@ -483,5 +530,8 @@ impl Index for SqliteIndex {
     }
 }
 
+pub(crate) mod find;
+#[cfg(test)]
+mod query_tests;
 #[cfg(test)]
 mod tests;

@@ -254,6 +254,42 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// Opens a stored instance for sending: a reader positioned at the first byte of its data
+    /// set, and the data set's length. The Part 10 header in front of it is the one Ward wrote
+    /// at ingest, so its length is known without parsing it.
+    pub async fn open_dataset(
+        &self,
+        row: &ward_index::InstanceRow,
+    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), IngestError> {
+        let mut header = Vec::with_capacity(512);
+        let offset = ward_dicom::write_part10_header(
+            &mut header,
+            &row.sop_class_uid,
+            &row.sop_instance_uid,
+            &row.transfer_syntax,
+        )
+        .map_err(IngestError::internal)?;
+        let key = BlobKey::parse(&row.blob_key).map_err(IngestError::internal)?;
+        let len = self.store.len(&key).await.map_err(IngestError::internal)?;
+        let dataset_len = len
+            .checked_sub(offset)
+            .ok_or_else(|| IngestError::Internal("stored object shorter than its header".into()))?;
+        let mut reader = self.store.open(&key).await.map_err(IngestError::internal)?;
+        // Skip the header by reading it: the store's readers are streams, not files.
+        let mut skipped = vec![0u8; usize::try_from(offset).map_err(IngestError::internal)?];
+        tokio::io::AsyncReadExt::read_exact(&mut reader, &mut skipped)
+            .await
+            .map_err(IngestError::internal)?;
+        if skipped != header {
+            return Err(IngestError::Internal(
+                "stored object's header differs from its index row".into(),
+            ));
+        }
+        Ok((reader, dataset_len))
+    }
+}
+
 /// Removes a spool file when a transfer is abandoned (association aborted, error, panic
 /// elsewhere) unless the file has been handed over to the blob store.
 struct SpoolGuard(Option<PathBuf>);
@@ -316,7 +352,7 @@ impl SpoolWriter<'_> {
             return Err(IngestError::Internal("spool file already released".into()));
         };
         let key = BlobKey::from_digest(&self.hasher.clone().finalize().into());
-        let attrs = self.check(&path).await?;
+        let (attrs, header) = self.check(&path).await?;
         let ingest = self.ingest;
         let uid = &self.request.sop_instance;
 
@@ -346,6 +382,7 @@ impl SpoolWriter<'_> {
 
         let new = NewInstance {
             attrs,
+            header,
             transfer_syntax: self.request.transfer_syntax.clone(),
             size,
             blob_key: key.as_str().to_owned(),
@@ -377,14 +414,15 @@ impl SpoolWriter<'_> {
     }
 
     /// Pre-scans the spooled data set, reads its header and checks it against the request.
-    async fn check(&self, path: &Path) -> Result<InstanceAttributes, IngestError> {
+    /// Returns the index attributes and the header copy that answers queries on the others.
+    async fn check(&self, path: &Path) -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
         let path = path.to_owned();
         let offset = self.dataset_offset;
         let len = self.dataset_len;
         let ts = self.request.transfer_syntax.clone();
         let limits = self.ingest.limits.prescan.clone();
-        let attrs =
-            tokio::task::spawn_blocking(move || -> Result<InstanceAttributes, IngestError> {
+        let (attrs, header) = tokio::task::spawn_blocking(
+            move || -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
                 let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
                 let mut reader = BufReader::with_capacity(64 * 1024, file);
                 reader
@@ -392,10 +430,12 @@ impl SpoolWriter<'_> {
                     .map_err(IngestError::internal)?;
                 ward_dicom::prescan_dataset(reader, len, ts.as_str(), &limits)
                     .map_err(|e| IngestError::Malformed(e.to_string()))?;
-                ward_dicom::read_header(&path).map_err(|e| IngestError::Malformed(e.to_string()))
-            })
-            .await
-            .map_err(IngestError::internal)??;
+                ward_dicom::read_header_with_copy(&path)
+                    .map_err(|e| IngestError::Malformed(e.to_string()))
+            },
+        )
+        .await
+        .map_err(IngestError::internal)??;
 
         if attrs.sop_instance_uid.as_ref() != Some(&self.request.sop_instance) {
             return Err(IngestError::Mismatch(
@@ -413,7 +453,7 @@ impl SpoolWriter<'_> {
         if attrs.series_instance_uid.is_none() {
             return Err(IngestError::Mismatch("Series Instance UID is missing"));
         }
-        Ok(attrs)
+        Ok((attrs, header))
     }
 }
 

@@ -115,17 +115,17 @@ impl WardServer {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(port) = line
+                let port = line
                     .split("listening on 127.0.0.1:")
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|p| p.parse::<u16>().ok())
-                {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(port);
-                    }
-                }
+                    .and_then(|p| p.parse::<u16>().ok());
+                // Logged before the port is announced, so a test that saw the port also sees
+                // every line up to it.
                 sink.lock().unwrap().push(line);
+                if let (Some(port), Some(tx)) = (port, tx.take()) {
+                    let _ = tx.send(port);
+                }
             }
         });
         let port = match rx.recv_timeout(Duration::from_secs(60)) {

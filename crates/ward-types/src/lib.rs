@@ -321,6 +321,11 @@ impl HostPattern {
         self.0.contains(&addr.to_canonical())
     }
 
+    /// The one address the pattern names, if it is a single address rather than a network.
+    pub fn single_address(&self) -> Option<IpAddr> {
+        (self.0.prefix_len() == self.0.max_prefix_len()).then(|| self.0.addr())
+    }
+
     /// Whether every address of the pattern is a loopback address.
     pub fn is_loopback(&self) -> bool {
         self.0.network().is_loopback() && self.0.broadcast().is_loopback()

@@ -2,6 +2,7 @@
 //! the library crates.
 
 mod data_dir;
+mod qr_cmd;
 mod store_cmd;
 
 use std::net::SocketAddr;
@@ -52,6 +53,12 @@ enum Command {
     },
     /// Send DICOM files (and folders, recursively) to a storage SCP.
     Store(store_cmd::StoreArgs),
+    /// Query an SCP (C-FIND).
+    Find(qr_cmd::FindArgs),
+    /// Retrieve from an SCP onto this machine (C-GET).
+    Get(qr_cmd::GetArgs),
+    /// Ask an SCP to send objects to another AE (C-MOVE).
+    Move(qr_cmd::MoveArgs),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +126,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => serve(data, dicom_listen, ae_title).await,
         Command::Ae { command } => ae(command).await,
         Command::Store(args) => store_cmd::run(args).await,
+        Command::Find(args) => qr_cmd::find(args).await,
+        Command::Get(args) => qr_cmd::get(args).await,
+        Command::Move(args) => qr_cmd::move_(args).await,
     }
 }
 
@@ -233,6 +243,10 @@ async fn serve(
             max_pdu: config.dicom.max_pdu_length,
             artim_timeout: Duration::from_secs(config.dicom.artim_timeout_secs),
             idle_timeout: Duration::from_secs(config.dicom.idle_timeout_secs),
+            max_matches: config.query.max_matches,
+            max_retrieve: config.query.max_retrieve_instances,
+            pn_case_insensitive: config.query.pn_case_insensitive,
+            connect_timeout: Duration::from_secs(config.dicom.connect_timeout_secs),
         },
         ingest,
     );

@@ -147,6 +147,7 @@ async fn collect(paths: &[PathBuf]) -> Result<(Vec<Item>, Vec<(PathBuf, String)>
                         proposal: Proposal {
                             abstract_syntax: info.sop_class_uid.to_string(),
                             transfer_syntaxes: vec![info.transfer_syntax.to_string()],
+                            scp_role: false,
                         },
                         path,
                     }),

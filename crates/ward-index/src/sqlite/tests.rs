@@ -30,6 +30,7 @@ fn instance(study: &str, series: &str, sop: &str, blob_key: String) -> NewInstan
             columns: Some(256),
             ..InstanceAttributes::default()
         },
+        header: Vec::new(),
         transfer_syntax: uid("1.2.840.10008.1.2.1"),
         size: 1234,
         blob_key,

@@ -1,0 +1,132 @@
+//! Encoding the response identifier of one match.
+
+use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::{DataElement, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_dictionary_std::uids::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::{Header, Key, MatchRow, Matcher, Query, QueryError, attribute_level};
+
+/// Encodes the response identifier for one match: every key of the query (in tag order), with
+/// the value from `row.values`, else from `row.header`, else empty; Query/Retrieve Level set;
+/// Specific Character Set "ISO_IR 192" (responses are UTF-8); in transfer syntax `ts_uid`
+/// (implicit or explicit VR little endian).
+///
+/// A sequence key with item keys is answered with the header's items reduced to those keys. The
+/// header is not consulted for attributes of levels below the query level: the representative
+/// instance's value would be one arbitrary descendant's, not the entity's.
+pub fn response_identifier(
+    query: &Query,
+    row: &MatchRow,
+    ts_uid: &str,
+) -> Result<Vec<u8>, QueryError> {
+    let ts_uid = ts_uid.trim_end_matches(['\0', ' ']);
+    if ts_uid != IMPLICIT_VR_LITTLE_ENDIAN && ts_uid != EXPLICIT_VR_LITTLE_ENDIAN {
+        return Err(QueryError::Malformed(
+            "responses are encoded in implicit or explicit VR little endian only".into(),
+        ));
+    }
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| QueryError::Malformed("unknown transfer syntax".into()))?;
+    let header = row.header.as_deref().map(Header::parse).transpose()?;
+
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        PrimitiveValue::from("ISO_IR 192"),
+    ));
+    obj.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from(query.level.as_str()),
+    ));
+    for key in &query.keys {
+        let header = header
+            .as_ref()
+            .filter(|_| attribute_level(key.tag).is_none_or(|level| level <= query.level))
+            .map(|h| &h.obj);
+        obj.put(answer(key, row.values.get(&key.tag), header));
+    }
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts)
+        .map_err(|e| QueryError::Malformed(e.to_string()))?;
+    Ok(out)
+}
+
+fn answer(key: &Key, value: Option<&String>, header: Option<&InMemDicomObject>) -> InMemElement {
+    if let Some(element) = value.and_then(|v| from_text(key.tag, key.vr, v)) {
+        return element;
+    }
+    let Some(found) = header.and_then(|h| h.get(key.tag)) else {
+        return empty(key);
+    };
+    match (&key.matcher, found.items()) {
+        (Matcher::Sequence(item_keys), Some(items)) if !item_keys.is_empty() => {
+            let items: Vec<InMemDicomObject> = items
+                .iter()
+                .map(|item| {
+                    let mut reduced = InMemDicomObject::new_empty();
+                    for k in item_keys {
+                        reduced.put(answer(k, None, Some(item)));
+                    }
+                    reduced
+                })
+                .collect();
+            DataElement::new(key.tag, VR::SQ, DataSetSequence::from(items))
+        }
+        _ => found.clone(),
+    }
+}
+
+fn empty(key: &Key) -> InMemElement {
+    if key.vr == VR::SQ {
+        DataElement::new(
+            key.tag,
+            VR::SQ,
+            DataSetSequence::from(Vec::<InMemDicomObject>::new()),
+        )
+    } else {
+        DataElement::new(key.tag, key.vr, PrimitiveValue::Empty)
+    }
+}
+
+/// An element of VR `vr` holding `text` (backslash-separated values), or `None` when the VR
+/// cannot hold text or a number does not parse.
+fn from_text(tag: Tag, vr: VR, text: &str) -> Option<InMemElement> {
+    fn numbers<T: std::str::FromStr>(text: &str) -> Option<dicom_core::value::C<T>> {
+        text.split('\\').map(|v| v.trim().parse().ok()).collect()
+    }
+    let value = match vr {
+        VR::US => PrimitiveValue::U16(numbers(text)?),
+        VR::SS => PrimitiveValue::I16(numbers(text)?),
+        VR::UL => PrimitiveValue::U32(numbers(text)?),
+        VR::SL => PrimitiveValue::I32(numbers(text)?),
+        VR::UV => PrimitiveValue::U64(numbers(text)?),
+        VR::SV => PrimitiveValue::I64(numbers(text)?),
+        VR::FL => PrimitiveValue::F32(numbers(text)?),
+        VR::FD => PrimitiveValue::F64(numbers(text)?),
+        // Text VRs whose value may itself contain a backslash.
+        VR::LT | VR::ST | VR::UT | VR::UR => PrimitiveValue::from(text.to_owned()),
+        VR::AE
+        | VR::AS
+        | VR::CS
+        | VR::DA
+        | VR::DS
+        | VR::DT
+        | VR::IS
+        | VR::LO
+        | VR::PN
+        | VR::SH
+        | VR::TM
+        | VR::UC
+        | VR::UI => PrimitiveValue::Strs(text.split('\\').map(str::to_owned).collect()),
+        _ => return None,
+    };
+    Some(DataElement::new(tag, vr, value))
+}
