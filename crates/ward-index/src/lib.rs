@@ -17,8 +17,8 @@ use ward_types::{AePeer, AeTitle, InstanceAttributes, Uid};
 mod plan;
 mod sqlite;
 
-pub use sqlite::SqliteIndex;
 pub use sqlite::find::MAX_HEADER_CANDIDATES;
+pub use sqlite::{Durability, SqliteIndex};
 
 /// Why an index operation failed. Messages carry column and attribute names, never values, so
 /// they can be logged without leaking PHI.

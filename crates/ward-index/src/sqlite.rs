@@ -65,6 +65,19 @@ const HAS_BLOB: &str = "SELECT 1 FROM instance WHERE blob_key = $1 LIMIT 1";
 const AE_GET: &str = "SELECT aet, host, port, allow FROM ae_peer WHERE aet = $1";
 const AE_LIST: &str = "SELECT aet, host, port, allow FROM ae_peer ORDER BY aet";
 
+/// How a committed transaction survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is on stable storage when it returns (`synchronous=FULL`): one more fsync
+    /// per commit. For administrative changes, which nothing else could restore.
+    Full,
+    /// Commits survive a crash of the process (the WAL is in the kernel's cache) but the last
+    /// ones may be lost to a power cut (`synchronous=NORMAL`: the WAL is synced at checkpoints).
+    /// For the server's ingest path, whose rows recovery rebuilds from the fsynced blobs after
+    /// an unclean stop (`ward_ingest::Ingest::recover`).
+    RecoverableFromBlobs,
+}
+
 /// The index in one SQLite database file.
 pub struct SqliteIndex {
     writer: SqlitePool,
@@ -76,7 +89,20 @@ impl SqliteIndex {
     /// `synchronous=FULL` (a commit is on stable storage when it returns), foreign keys on and a
     /// busy timeout, and brings its schema up to date.
     pub async fn open(path: &Path, create: bool) -> Result<Self, IndexError> {
+        Self::open_with(path, create, Durability::Full).await
+    }
+
+    /// Same as [`open`](Self::open), with the commit durability chosen by the caller.
+    pub async fn open_with(
+        path: &Path,
+        create: bool,
+        durability: Durability,
+    ) -> Result<Self, IndexError> {
         prepare_file(path, create).await?;
+        let synchronous = match durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::RecoverableFromBlobs => SqliteSynchronous::Normal,
+        };
 
         let base = SqliteConnectOptions::new()
             .filename(path)
@@ -85,7 +111,7 @@ impl SqliteIndex {
             .create_if_missing(false)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(SqliteSynchronous::Full);
+            .synchronous(synchronous);
 
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

@@ -6,7 +6,7 @@
 //! knows which protocol the bytes came by.
 
 use std::io::{BufReader, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -106,7 +106,9 @@ pub enum Stored {
 pub struct RecoveryReport {
     /// Spool files of transfers that never completed, removed.
     pub spool_files_removed: u64,
-    /// Blobs without an index row (never acknowledged), removed.
+    /// Blobs without an index row that passed their checks, indexed.
+    pub orphan_blobs_indexed: u64,
+    /// Blobs without an index row that failed their checks (never acknowledged), removed.
     pub orphan_blobs_removed: u64,
     /// Index rows whose blob is missing: acknowledged objects that are gone. Should be zero;
     /// anything else means the storage below Ward lost data.
@@ -184,46 +186,47 @@ impl Ingest {
     }
 
     /// Brings the store back to a consistent state after a stop. The spool is always emptied
-    /// (its files were never acknowledged). With `full_scan`, used after an unclean stop, every
-    /// blob without an index row is removed (the crash came between the blob's rename and the
-    /// index commit, so it was never acknowledged) and every index row is checked for its blob.
+    /// (its files were never acknowledged). With `full_scan`, used after an unclean stop:
+    ///
+    /// - every blob without an index row is checked (its content must hash to its name and pass
+    ///   the same checks as at ingest) and indexed. The blobs are the archive's truth: the index
+    ///   commits without waiting for stable storage (see `ward_index::Durability`), so a power
+    ///   cut can lose the rows of objects that were acknowledged — never their blobs, which are
+    ///   fsynced first. A blob that fails the checks was never acknowledged and is removed;
+    /// - every index row is checked for its blob.
     pub async fn recover(&self, full_scan: bool) -> Result<RecoveryReport, IngestError> {
-        let mut report = RecoveryReport::default();
-        tokio::fs::create_dir_all(&self.spool_dir)
-            .await
-            .map_err(IngestError::internal)?;
-        let mut entries = tokio::fs::read_dir(&self.spool_dir)
-            .await
-            .map_err(IngestError::internal)?;
-        while let Some(entry) = entries.next_entry().await.map_err(IngestError::internal)? {
-            if entry.file_type().await.is_ok_and(|t| t.is_file()) {
-                tokio::fs::remove_file(entry.path())
-                    .await
-                    .map_err(IngestError::internal)?;
-                report.spool_files_removed += 1;
-            }
-        }
+        let mut report = RecoveryReport {
+            spool_files_removed: self.empty_spool().await?,
+            ..RecoveryReport::default()
+        };
         if !full_scan {
             return Ok(report);
         }
         for shard in 0..=255u8 {
-            for key in self
+            let keys = self
                 .store
                 .list_shard(shard)
                 .await
-                .map_err(IngestError::internal)?
-            {
+                .map_err(IngestError::internal)?;
+            for key in keys {
                 let indexed = self
                     .index
                     .has_blob(key.as_str())
                     .await
                     .map_err(IngestError::internal)?;
-                if !indexed {
-                    self.store
-                        .delete(&key)
-                        .await
-                        .map_err(IngestError::internal)?;
-                    report.orphan_blobs_removed += 1;
+                if indexed {
+                    continue;
+                }
+                match self.reindex(&key).await {
+                    Ok(_) => report.orphan_blobs_indexed += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "removing a blob that fails its checks");
+                        self.store
+                            .delete(&key)
+                            .await
+                            .map_err(IngestError::internal)?;
+                        report.orphan_blobs_removed += 1;
+                    }
                 }
             }
         }
@@ -251,6 +254,157 @@ impl Ingest {
             }
         }
         Ok(report)
+    }
+
+    async fn empty_spool(&self) -> Result<u64, IngestError> {
+        tokio::fs::create_dir_all(&self.spool_dir)
+            .await
+            .map_err(IngestError::internal)?;
+        let mut entries = tokio::fs::read_dir(&self.spool_dir)
+            .await
+            .map_err(IngestError::internal)?;
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await.map_err(IngestError::internal)? {
+            if entry.file_type().await.is_ok_and(|t| t.is_file()) {
+                tokio::fs::remove_file(entry.path())
+                    .await
+                    .map_err(IngestError::internal)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Indexes a blob that has no row, after checking it as thoroughly as at ingest. The blob
+    /// is copied to the spool for the checks, which need a file.
+    async fn reindex(&self, key: &BlobKey) -> Result<Stored, IngestError> {
+        let path = self
+            .spool_dir
+            .join(format!("{}.check", hex::encode(rand::random::<[u8; 16]>())));
+        let guard = SpoolGuard(Some(path.clone()));
+        let mut reader = self.store.open(key).await.map_err(IngestError::internal)?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_owner_only()
+            .open(&path)
+            .await
+            .map_err(IngestError::internal)?;
+        let mut hashing = HashingWriter {
+            inner: &mut file,
+            hasher: Sha256::new(),
+        };
+        let size = tokio::io::copy(&mut reader, &mut hashing)
+            .await
+            .map_err(IngestError::internal)?;
+        let digest: [u8; 32] = hashing.hasher.finalize().into();
+        if BlobKey::from_digest(&digest) != *key {
+            return Err(IngestError::Malformed(
+                "content does not match its name".into(),
+            ));
+        }
+        file.flush().await.map_err(IngestError::internal)?;
+        drop(file);
+        let info = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || ward_dicom::read_part10_info(&path))
+                .await
+                .map_err(IngestError::internal)?
+                .map_err(|e| IngestError::Malformed(e.to_string()))?
+        };
+        let request = StoreRequest {
+            sop_class: info.sop_class_uid,
+            sop_instance: info.sop_instance_uid,
+            transfer_syntax: info.transfer_syntax,
+            source_ae: None,
+        };
+        let dataset_len = info.file_len.saturating_sub(info.dataset_offset);
+        let (attrs, header) = check_object(
+            path,
+            info.dataset_offset,
+            dataset_len,
+            &request,
+            &self.limits.prescan,
+        )
+        .await?;
+        drop(guard);
+        let new = NewInstance {
+            attrs,
+            header,
+            transfer_syntax: request.transfer_syntax,
+            size,
+            blob_key: key.as_str().to_owned(),
+            source_ae: None,
+            received_at_unix_ms: unix_ms(),
+        };
+        self.index_blob(&new, key.clone(), size).await
+    }
+
+    /// Commits the index row of a blob already durable in the store. On any outcome but a new
+    /// or identical row, the blob is removed: no row will ever name it.
+    async fn index_blob(
+        &self,
+        new: &NewInstance,
+        key: BlobKey,
+        size: u64,
+    ) -> Result<Stored, IngestError> {
+        match self.index.insert_instance(new).await {
+            Ok(InsertOutcome::Inserted) => Ok(Stored::New { key, size }),
+            Ok(InsertOutcome::AlreadyStored) => Ok(Stored::AlreadyStored { key }),
+            Ok(InsertOutcome::Conflict { .. }) => {
+                // Another association stored a different object under this UID between our
+                // lookup and our insert. Our blob holds this UID's bytes and no row names it.
+                let _ = self.store.delete(&key).await;
+                Err(IngestError::Duplicate)
+            }
+            Err(ward_index::IndexError::SeriesInOtherStudy) => {
+                let _ = self.store.delete(&key).await;
+                Err(IngestError::Mismatch(
+                    "Series Instance UID already belongs to another study",
+                ))
+            }
+            Err(e) => {
+                // Not acknowledged: the blob must not outlive the failed insert, or recovery
+                // would index an object its sender was told had failed.
+                let _ = self.store.delete(&key).await;
+                Err(IngestError::internal(e))
+            }
+        }
+    }
+}
+
+/// Hashes what passes through on its way to a file.
+struct HashingWriter<'a> {
+    inner: &'a mut tokio::fs::File,
+    hasher: Sha256,
+}
+
+impl tokio::io::AsyncWrite for HashingWriter<'_> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut *this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            this.hasher.update(&buf[..*n]);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }
 
@@ -352,7 +506,22 @@ impl SpoolWriter<'_> {
             return Err(IngestError::Internal("spool file already released".into()));
         };
         let key = BlobKey::from_digest(&self.hasher.clone().finalize().into());
-        let (attrs, header) = self.check(&path).await?;
+        // Flushing the data to disk is the slowest step of all; it runs while the object is
+        // checked, so that the blob store's own fsync finds nothing left to write.
+        let file = self.file;
+        let (checked, synced) = tokio::join!(
+            check_object(
+                path.clone(),
+                self.dataset_offset,
+                self.dataset_len,
+                &self.request,
+                &self.ingest.limits.prescan,
+            ),
+            file.sync_data()
+        );
+        let (attrs, header) = checked?;
+        synced.map_err(IngestError::internal)?;
+        drop(file);
         let ingest = self.ingest;
         let uid = &self.request.sop_instance;
 
@@ -371,7 +540,6 @@ impl SpoolWriter<'_> {
         }
 
         let size = self.dataset_offset + self.dataset_len;
-        drop(self.file);
         ingest
             .store
             .put_file(&path, &key)
@@ -389,72 +557,55 @@ impl SpoolWriter<'_> {
             source_ae: self.request.source_ae.clone(),
             received_at_unix_ms: unix_ms(),
         };
-        match ingest.index.insert_instance(&new).await {
-            Ok(InsertOutcome::Inserted) => Ok(Stored::New { key, size }),
-            Ok(InsertOutcome::AlreadyStored) => Ok(Stored::AlreadyStored { key }),
-            Ok(InsertOutcome::Conflict { .. }) => {
-                // Another association stored a different object under this UID between our
-                // lookup and our insert. Our blob holds this UID's bytes and no row names it.
-                let _ = ingest.store.delete(&key).await;
-                Err(IngestError::Duplicate)
-            }
-            Err(ward_index::IndexError::SeriesInOtherStudy) => {
-                let _ = ingest.store.delete(&key).await;
-                Err(IngestError::Mismatch(
-                    "Series Instance UID already belongs to another study",
-                ))
-            }
-            Err(e) => {
-                // Not acknowledged: the blob must not outlive the failed insert, or recovery
-                // would be the only thing that ever removes it.
-                let _ = ingest.store.delete(&key).await;
-                Err(IngestError::internal(e))
-            }
-        }
+        ingest.index_blob(&new, key, size).await
     }
+}
 
-    /// Pre-scans the spooled data set, reads its header and checks it against the request.
-    /// Returns the index attributes and the header copy that answers queries on the others.
-    async fn check(&self, path: &Path) -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
-        let path = path.to_owned();
-        let offset = self.dataset_offset;
-        let len = self.dataset_len;
-        let ts = self.request.transfer_syntax.clone();
-        let limits = self.ingest.limits.prescan.clone();
-        let (attrs, header) = tokio::task::spawn_blocking(
-            move || -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
-                let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
-                let mut reader = BufReader::with_capacity(64 * 1024, file);
-                reader
-                    .seek(SeekFrom::Start(offset))
-                    .map_err(IngestError::internal)?;
-                ward_dicom::prescan_dataset(reader, len, ts.as_str(), &limits)
-                    .map_err(|e| IngestError::Malformed(e.to_string()))?;
-                ward_dicom::read_header_with_copy(&path)
-                    .map_err(|e| IngestError::Malformed(e.to_string()))
-            },
-        )
-        .await
-        .map_err(IngestError::internal)??;
+/// Pre-scans a Part 10 file's data set (at `offset`, `len` bytes), reads its header and checks
+/// it against what was announced. Returns the index attributes and the header copy that
+/// answers queries on the others.
+async fn check_object(
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+    request: &StoreRequest,
+    limits: &PrescanLimits,
+) -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
+    let ts = request.transfer_syntax.clone();
+    let limits = limits.clone();
+    let (attrs, header) = tokio::task::spawn_blocking(
+        move || -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
+            let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
+            let mut reader = BufReader::with_capacity(64 * 1024, file);
+            reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(IngestError::internal)?;
+            ward_dicom::prescan_dataset(reader, len, ts.as_str(), &limits)
+                .map_err(|e| IngestError::Malformed(e.to_string()))?;
+            ward_dicom::read_header_with_copy(&path)
+                .map_err(|e| IngestError::Malformed(e.to_string()))
+        },
+    )
+    .await
+    .map_err(IngestError::internal)??;
 
-        if attrs.sop_instance_uid.as_ref() != Some(&self.request.sop_instance) {
-            return Err(IngestError::Mismatch(
-                "SOP Instance UID differs from the request",
-            ));
-        }
-        if attrs.sop_class_uid.as_ref() != Some(&self.request.sop_class) {
-            return Err(IngestError::Mismatch(
-                "SOP Class UID differs from the request",
-            ));
-        }
-        if attrs.study_instance_uid.is_none() {
-            return Err(IngestError::Mismatch("Study Instance UID is missing"));
-        }
-        if attrs.series_instance_uid.is_none() {
-            return Err(IngestError::Mismatch("Series Instance UID is missing"));
-        }
-        Ok((attrs, header))
+    if attrs.sop_instance_uid.as_ref() != Some(&request.sop_instance) {
+        return Err(IngestError::Mismatch(
+            "SOP Instance UID differs from the request",
+        ));
     }
+    if attrs.sop_class_uid.as_ref() != Some(&request.sop_class) {
+        return Err(IngestError::Mismatch(
+            "SOP Class UID differs from the request",
+        ));
+    }
+    if attrs.study_instance_uid.is_none() {
+        return Err(IngestError::Mismatch("Study Instance UID is missing"));
+    }
+    if attrs.series_instance_uid.is_none() {
+        return Err(IngestError::Mismatch("Series Instance UID is missing"));
+    }
+    Ok((attrs, header))
 }
 
 fn unix_ms() -> i64 {

@@ -123,8 +123,10 @@ impl WardServer {
                 // Logged before the port is announced, so a test that saw the port also sees
                 // every line up to it.
                 sink.lock().unwrap().push(line);
-                if let (Some(port), Some(tx)) = (port, tx.take()) {
-                    let _ = tx.send(port);
+                if let Some(port) = port {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(port);
+                    }
                 }
             }
         });

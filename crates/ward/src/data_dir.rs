@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ward_config::Config;
-use ward_index::{Index, SqliteIndex};
+use ward_index::{Durability, Index, SqliteIndex};
 use ward_ingest::{Ingest, IngestLimits};
 use ward_store::LocalBlobStore;
 
@@ -65,8 +65,19 @@ impl DataDir {
         })
     }
 
+    /// The index, for administrative commands: every commit durable when it returns.
     pub async fn index(&self) -> Result<Arc<SqliteIndex>> {
-        let index = SqliteIndex::open(&self.root.join(INDEX_FILE), false)
+        self.open_index(Durability::Full).await
+    }
+
+    /// The index, for the server: ingest commits are recoverable from the blobs, which are
+    /// fsynced before them, so they need not wait for their own fsync (see `Durability`).
+    pub async fn server_index(&self) -> Result<Arc<SqliteIndex>> {
+        self.open_index(Durability::RecoverableFromBlobs).await
+    }
+
+    async fn open_index(&self, durability: Durability) -> Result<Arc<SqliteIndex>> {
+        let index = SqliteIndex::open_with(&self.root.join(INDEX_FILE), false, durability)
             .await
             .with_context(|| format!("cannot open the index in {}", self.root.display()))?;
         Ok(Arc::new(index))
@@ -92,6 +103,11 @@ impl DataDir {
         let path = self.root.join(RUNNING_FILE);
         let was_unclean = path.exists();
         write_private_file(&path, format!("{}\n", std::process::id()).as_bytes())?;
+        // The marker is what makes the next start run a full recovery after a power cut: its
+        // directory entry must be on stable storage before any object is acknowledged.
+        fs::File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot sync {}", self.root.display()))?;
         Ok(Running { path, was_unclean })
     }
 }

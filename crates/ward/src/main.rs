@@ -204,7 +204,7 @@ async fn serve(
 
     let shutdown = shutdown_signal()?;
     let running = dir.mark_running()?;
-    let index = dir.index().await?;
+    let index = dir.server_index().await?;
     let ingest = Arc::new(dir.ingest(index.clone(), &config)?);
     let report = ingest
         .recover(running.was_unclean)
@@ -213,6 +213,7 @@ async fn serve(
     if running.was_unclean {
         warn!(
             spool_files_removed = report.spool_files_removed,
+            orphan_blobs_indexed = report.orphan_blobs_indexed,
             orphan_blobs_removed = report.orphan_blobs_removed,
             rows_missing_blob = report.rows_missing_blob,
             "recovered after an unclean stop"
