@@ -2,9 +2,23 @@
 //! what the registry says) and returns a decision, so every case can be tested exhaustively and
 //! no decision depends on I/O that could fail open.
 
+pub mod pki;
+pub mod tls;
+
 use std::net::IpAddr;
 
 use ward_types::{AePeer, AeTitle, Operation, OperationSet};
+
+pub use tls::PeerCertificate;
+
+/// How an association reached Ward.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport<'a> {
+    /// Plain TCP.
+    Plain,
+    /// TLS, with the client certificate the handshake accepted.
+    Tls(&'a PeerCertificate),
+}
 
 /// What an association request claims and where it comes from.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +29,7 @@ pub struct AssociationFacts<'a> {
     pub called_ae: &'a str,
     /// The peer's address as the socket reports it.
     pub peer_addr: IpAddr,
+    pub transport: Transport<'a>,
 }
 
 /// The answer to an association request. A rejection carries no reason on purpose: whatever was
@@ -37,6 +52,8 @@ pub enum RejectCause {
     CallingTitleUnknown,
     AddressNotAllowed,
     NoOperationsAllowed,
+    CertificateNotForThisAe,
+    PlainTransportNotAllowed,
 }
 
 impl RejectCause {
@@ -47,6 +64,12 @@ impl RejectCause {
             RejectCause::CallingTitleUnknown => "calling AE title is not registered",
             RejectCause::AddressNotAllowed => "peer address is outside the registered host",
             RejectCause::NoOperationsAllowed => "registered peer has no operation allowed",
+            RejectCause::CertificateNotForThisAe => {
+                "client certificate was not issued or pinned for this AE title"
+            }
+            RejectCause::PlainTransportNotAllowed => {
+                "plain TCP from beyond loopback by a peer not declared legacy"
+            }
         }
     }
 }
@@ -74,6 +97,21 @@ pub fn admit(
     if peer.allow.is_empty() {
         return Admission::Reject(RejectCause::NoOperationsAllowed);
     }
+    match facts.transport {
+        Transport::Tls(cert) => {
+            let issued_to_this_ae =
+                cert.issued_by_ward && cert.common_name.as_deref() == Some(calling.as_str());
+            let pinned_for_this_ae = peer.cert_sha256 == Some(cert.fingerprint);
+            if !issued_to_this_ae && !pinned_for_this_ae {
+                return Admission::Reject(RejectCause::CertificateNotForThisAe);
+            }
+        }
+        Transport::Plain => {
+            if !facts.peer_addr.to_canonical().is_loopback() && !peer.legacy_plain {
+                return Admission::Reject(RejectCause::PlainTransportNotAllowed);
+            }
+        }
+    }
     Admission::Accept {
         peer: calling,
         allowed: peer.allow,
@@ -95,6 +133,9 @@ mod tests {
             host: host.parse().unwrap(),
             port: None,
             allow: allow.parse().unwrap(),
+            cert_sha256: None,
+            // The address-based tests below use non-loopback addresses over plain TCP.
+            legacy_plain: true,
         }
     }
 
@@ -103,7 +144,81 @@ mod tests {
             calling_ae: calling,
             called_ae: called,
             peer_addr: addr.parse().unwrap(),
+            transport: Transport::Plain,
         }
+    }
+
+    fn cert(issued_by_ward: bool, cn: &str, fingerprint: u8) -> PeerCertificate {
+        PeerCertificate {
+            fingerprint: [fingerprint; 32],
+            issued_by_ward,
+            common_name: Some(cn.to_owned()),
+            subject: None,
+        }
+    }
+
+    #[test]
+    fn certificates_bind_ae_titles() {
+        let own = AeTitle::parse("WARD").unwrap();
+        let plain_ct = AePeer {
+            legacy_plain: false,
+            ..peer("CT1", "10.0.0.0/8", "echo,store")
+        };
+        let pinned_mr = AePeer {
+            cert_sha256: Some([9; 32]),
+            legacy_plain: false,
+            ..peer("MR1", "10.0.0.0/8", "store")
+        };
+        fn tls<'a>(calling: &'a str, c: &'a PeerCertificate) -> AssociationFacts<'a> {
+            AssociationFacts {
+                transport: Transport::Tls(c),
+                ..facts(calling, "WARD", "10.1.2.3")
+            }
+        }
+        let ward_ct = &cert(true, "CT1", 1);
+        let ward_mr = &cert(true, "MR1", 2);
+        let foreign_ct = &cert(false, "CT1", 3);
+        let pinned = &cert(false, "anything", 9);
+        let accepted = |f: AssociationFacts<'_>, p: &AePeer| {
+            matches!(admit(&f, &own, Some(p)), Admission::Accept { .. })
+        };
+        assert!(
+            accepted(tls("CT1", ward_ct), &plain_ct),
+            "Ward-issued, right AE"
+        );
+        assert!(
+            !accepted(tls("CT1", ward_mr), &plain_ct),
+            "Ward-issued to another AE"
+        );
+        assert!(
+            !accepted(tls("CT1", foreign_ct), &plain_ct),
+            "right name, other issuer"
+        );
+        assert!(
+            accepted(tls("MR1", pinned), &pinned_mr),
+            "pinned for this AE"
+        );
+        assert!(
+            !accepted(tls("CT1", pinned), &plain_ct),
+            "pinned for another AE"
+        );
+        assert!(
+            accepted(tls("MR1", ward_mr), &pinned_mr),
+            "Ward-issued also works when pinned"
+        );
+        // Plain TCP: loopback always, elsewhere only for declared legacy peers.
+        assert!(!accepted(facts("CT1", "WARD", "10.1.2.3"), &plain_ct));
+        let local_ct = AePeer {
+            legacy_plain: false,
+            ..peer("CT1", "127.0.0.1", "echo")
+        };
+        assert!(accepted(facts("CT1", "WARD", "127.0.0.1"), &local_ct));
+        assert!(accepted(
+            facts("CT1", "WARD", "::ffff:127.0.0.1"),
+            &local_ct
+        ));
+        let legacy = peer("CT1", "10.0.0.0/8", "store");
+        assert!(accepted(facts("CT1", "WARD", "10.1.2.3"), &legacy));
     }
 
     /// calling, called, peer address, registry entry, expected operations or cause.

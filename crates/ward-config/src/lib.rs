@@ -51,6 +51,12 @@ pub struct DicomConfig {
     pub ae_title: AeTitle,
     /// Plain DIMSE listener. Loopback until an administrator decides otherwise.
     pub listen: SocketAddr,
+    /// DIMSE over TLS (client certificates required; PS3.15 BCP 195 profile).
+    pub tls_listen: SocketAddr,
+    /// Serve plain DIMSE beyond loopback to peers other than declared legacy modalities'
+    /// addresses. Off: a non-loopback plain listener needs at least one `--legacy-plain` peer.
+    /// Every start with this on is warned about and recorded in the audit trail.
+    pub dangerous_allow_plain_dimse_beyond_loopback: bool,
     /// Associations served at once; the next one is rejected as transient (local limit).
     pub max_associations: usize,
     /// Largest P-DATA-TF PDU Ward accepts and advertises (bytes, at least 65536).
@@ -68,6 +74,8 @@ impl Default for DicomConfig {
         DicomConfig {
             ae_title: AeTitle::parse("WARD").unwrap_or_else(|_| unreachable!("constant is valid")),
             listen: SocketAddr::from(([127, 0, 0, 1], 11112)),
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 2762)),
+            dangerous_allow_plain_dimse_beyond_loopback: false,
             max_associations: 64,
             max_pdu_length: 256 * 1024,
             artim_timeout_secs: 10,
@@ -195,11 +203,18 @@ impl Config {
         Ok(())
     }
 
-    /// Applies the environment overrides Ward honours (`WARD_DICOM_LISTEN`, `WARD_AE_TITLE`).
+    /// Applies the environment overrides Ward honours (`WARD_DICOM_LISTEN`,
+    /// `WARD_DICOM_TLS_LISTEN`, `WARD_AE_TITLE`).
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Ok(listen) = std::env::var("WARD_DICOM_LISTEN") {
             self.dicom.listen = listen.parse().map_err(|e| ConfigError::Invalid {
                 key: "WARD_DICOM_LISTEN",
+                reason: format!("{e}"),
+            })?;
+        }
+        if let Ok(listen) = std::env::var("WARD_DICOM_TLS_LISTEN") {
+            self.dicom.tls_listen = listen.parse().map_err(|e| ConfigError::Invalid {
+                key: "WARD_DICOM_TLS_LISTEN",
                 reason: format!("{e}"),
             })?;
         }

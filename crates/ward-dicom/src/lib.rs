@@ -1,11 +1,13 @@
 //! Ward's adapter over dicom-rs: the length-checked pre-scan every received data set passes
 //! before dicom-object may parse it, Part 10 meta information writing and checked reading,
-//! extraction of the attributes the index keeps, and the catalogue of storage SOP classes and
-//! readable transfer syntaxes.
+//! extraction of the attributes the index keeps, the catalogue of storage SOP classes and
+//! readable transfer syntaxes, and conversion of stored objects to the uncompressed transfer
+//! syntaxes (re-encoding native data sets, decoding RLE and JPEG pixel data).
 //!
 //! Nothing here touches the network or a database, and nothing panics on bytes from a peer or
 //! from disk.
 
+mod decode;
 mod header;
 mod part10;
 mod prescan;
@@ -13,6 +15,7 @@ mod storage_sop_classes;
 mod transcode;
 mod ts;
 
+pub use decode::{decode_to_native, is_decodable_transfer_syntax};
 pub use header::{
     HEADER_COPY_MAX_LEN, HEADER_COPY_MAX_VALUE, HeaderError, read_header, read_header_with_copy,
 };
@@ -23,7 +26,9 @@ pub use part10::{
 pub use prescan::{
     PrescanError, PrescanLimits, PrescanSummary, prescan_dataset, prescan_part10_file,
 };
-pub use transcode::{TranscodeError, is_native_transfer_syntax, transcode_native};
+pub use transcode::{
+    MAX_IN_MEMORY_LEN, TranscodeError, is_native_transfer_syntax, transcode_native,
+};
 pub use ts::{
     is_readable_transfer_syntax, is_storage_sop_class, readable_transfer_syntaxes,
     storage_sop_classes,

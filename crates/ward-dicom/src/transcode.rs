@@ -1,5 +1,6 @@
 //! Conversion between the native (uncompressed) transfer syntaxes, for sending an object to a
-//! peer that did not accept the syntax it is stored in.
+//! peer that did not accept the syntax it is stored in. Compressed objects are decoded to
+//! native form by [`crate::decode_to_native`].
 
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
@@ -13,10 +14,19 @@ const NATIVE: &[&str] = &[
     "1.2.840.10008.1.2.2",    // explicit VR big endian (retired)
 ];
 
+/// The largest object Ward converts in memory, and the largest native pixel data it decodes.
+pub const MAX_IN_MEMORY_LEN: u64 = 256 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TranscodeError {
     #[error("transfer syntax {0} is not a native syntax Ward converts")]
     NotNative(String),
+    #[error("Ward does not decode pixel data from or to transfer syntax {0}")]
+    NotDecodable(String),
+    #[error("decoded pixel data would exceed {MAX_IN_MEMORY_LEN} bytes")]
+    TooLarge,
+    #[error("cannot decode the pixel data: {0}")]
+    Pixels(String),
     #[error("cannot read the data set: {0}")]
     Read(String),
     #[error("cannot write the data set: {0}")]

@@ -3,12 +3,13 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
-use ward_query::{Query, QueryModel, QueryOptions};
+use ward_audit::{Action, AuditEvent, Outcome};
+use ward_query::{Matcher, Query, QueryModel, QueryOptions};
 
 use crate::command::status;
 use crate::session::{End, Request, Response, Session};
 
-/// Serves a C-FIND-RQ.
+/// Serves a C-FIND-RQ and records it in the audit trail.
 pub(crate) async fn handle<S>(
     session: &mut Session<'_, S>,
     request: &Request,
@@ -17,14 +18,47 @@ pub(crate) async fn handle<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let query = match parse(request, identifier) {
-        Ok(query) => query,
-        Err((code, comment)) => {
-            return session
-                .respond(request, Response::failure(code, &comment))
-                .await;
+    let (code, comment, matches, keys) = match parse(request, identifier) {
+        Err((code, comment)) => (code, Some(comment), 0, serde_json::Value::Null),
+        Ok(query) => {
+            let (code, comment, matches) = answer(session, request, &query).await?;
+            (code, comment, matches, audit_keys(&query))
         }
     };
+    let outcome = if status::is_success_or_warning(code) || code == status::CANCEL {
+        Outcome::Success
+    } else {
+        Outcome::Failure {
+            status: Some(code),
+            reason: comment.clone().unwrap_or_default(),
+        }
+    };
+    let event = AuditEvent::new(Action::Query, session.peer.actor())
+        .with_outcome(outcome)
+        .with_detail(serde_json::json!({
+            "sop_class_uid": request.context.abstract_syntax,
+            "keys": keys,
+            "matches": matches,
+            "status": code,
+        }));
+    let _ = session.server.audit(event).await;
+    let response = match &comment {
+        Some(text) => Response::failure(code, text),
+        None => Response::status(code),
+    };
+    session.respond(request, response).await
+}
+
+/// Sends the matches as pending responses; returns the final status, its comment and the
+/// number of matches sent.
+async fn answer<S>(
+    session: &mut Session<'_, S>,
+    request: &Request,
+    query: &Query,
+) -> Result<(u16, Option<String>, usize), End>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let config = &session.server.config;
     let cap = config.max_matches;
     let options = QueryOptions {
@@ -33,15 +67,13 @@ where
     let rows = match session
         .ingest()
         .index()
-        .find(&query, &options, cap.saturating_add(1))
+        .find(query, &options, cap.saturating_add(1))
         .await
     {
         Ok(rows) => rows,
         Err(e) => {
             let (code, comment) = index_failure(&e);
-            return session
-                .respond(request, Response::failure(code, &comment))
-                .await;
+            return Ok((code, Some(comment), 0));
         }
     };
     let truncated = rows.len() > cap as usize;
@@ -50,20 +82,14 @@ where
     for row in rows.iter().take(cap as usize) {
         if session.cancelled(request).await? {
             info!(matches = sent, "C-FIND cancelled");
-            return session
-                .respond(request, Response::status(status::CANCEL))
-                .await;
+            return Ok((status::CANCEL, None, sent));
         }
-        let identifier = match ward_query::response_identifier(&query, row, &ts) {
+        let identifier = match ward_query::response_identifier(query, row, &ts) {
             Ok(bytes) => bytes,
             Err(e) => {
                 warn!(error = %e, "cannot encode a C-FIND response");
-                return session
-                    .respond(
-                        request,
-                        Response::failure(status::UNABLE_TO_PROCESS, "cannot encode a match"),
-                    )
-                    .await;
+                let comment = "cannot encode a match".to_owned();
+                return Ok((status::UNABLE_TO_PROCESS, Some(comment), sent));
             }
         };
         session
@@ -82,16 +108,52 @@ where
     info!(matches = sent, truncated, "C-FIND answered");
     if truncated {
         let comment = format!("more than {cap} matches; refine the query");
-        return session
-            .respond(
-                request,
-                Response::failure(status::OUT_OF_RESOURCES, &comment),
-            )
-            .await;
+        return Ok((status::OUT_OF_RESOURCES, Some(comment), sent));
     }
-    session
-        .respond(request, Response::status(status::SUCCESS))
-        .await
+    Ok((status::SUCCESS, None, sent))
+}
+
+/// The keys of a query that constrain it, as text by attribute tag, for the audit trail.
+pub(crate) fn audit_keys(query: &Query) -> serde_json::Value {
+    fn render(matcher: &Matcher) -> Option<serde_json::Value> {
+        match matcher {
+            Matcher::Universal => None,
+            Matcher::Single(v) | Matcher::Wildcard(v) => Some(v.clone().into()),
+            Matcher::UidList(uids) => Some(
+                uids.iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\\")
+                    .into(),
+            ),
+            Matcher::Range { from, to } => Some(
+                format!(
+                    "{}-{}",
+                    from.as_deref().unwrap_or(""),
+                    to.as_deref().unwrap_or("")
+                )
+                .into(),
+            ),
+            Matcher::Sequence(keys) => {
+                let inner: serde_json::Map<String, serde_json::Value> = keys
+                    .iter()
+                    .filter_map(|k| render(&k.matcher).map(|v| (tag_name(k.tag), v)))
+                    .collect();
+                (!inner.is_empty()).then(|| inner.into())
+            }
+        }
+    }
+    let mut keys: serde_json::Map<String, serde_json::Value> = query
+        .keys
+        .iter()
+        .filter_map(|k| render(&k.matcher).map(|v| (tag_name(k.tag), v)))
+        .collect();
+    keys.insert("QueryRetrieveLevel".into(), query.level.as_str().into());
+    keys.into()
+}
+
+fn tag_name(tag: dicom_core::Tag) -> String {
+    format!("({:04X},{:04X})", tag.group(), tag.element())
 }
 
 /// The status for a query the index could not answer: the request's fault (0xA900, 0xA700)

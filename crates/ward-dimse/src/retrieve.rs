@@ -12,6 +12,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::{info, warn};
+use ward_audit::{Action, AuditEvent, Outcome};
 use ward_index::InstanceRow;
 use ward_types::{AeTitle, Operation};
 
@@ -67,7 +68,7 @@ impl Progress {
     }
 }
 
-/// Serves a C-GET-RQ or C-MOVE-RQ.
+/// Serves a C-GET-RQ or C-MOVE-RQ and records it in the audit trail.
 pub(crate) async fn handle<S>(
     session: &mut Session<'_, S>,
     request: &Request,
@@ -77,26 +78,91 @@ pub(crate) async fn handle<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let query = match crate::find::parse(request, identifier) {
-        Ok(query) => query,
-        Err((code, comment)) => {
-            return session
-                .respond(request, Response::failure(code, &comment))
-                .await;
+    let mut record = RetrieveRecord {
+        operation: op.name(),
+        destination: request.command.string(tag::MOVE_DESTINATION).ok().flatten(),
+        ..RetrieveRecord::default()
+    };
+    let (code, comment, identifier, counts) =
+        match retrieve(session, request, op, identifier, &mut record).await? {
+            Ok((code, progress)) => {
+                let identifier = if progress.failed_uids.is_empty() {
+                    None
+                } else {
+                    failed_uid_list(&progress.failed_uids, &request.context.transfer_syntax)
+                };
+                (code, None, identifier, Some(progress.counts()))
+            }
+            Err((code, comment)) => (code, Some(comment), None, None),
+        };
+    let outcome = if status::is_success_or_warning(code) || code == status::CANCEL {
+        Outcome::Success
+    } else {
+        Outcome::Failure {
+            status: Some(code),
+            reason: comment.clone().unwrap_or_default(),
         }
     };
+    let event = AuditEvent::new(Action::Retrieve, session.peer.actor())
+        .with_outcome(outcome)
+        .with_detail(serde_json::json!({
+            "operation": record.operation,
+            "move_destination": record.destination,
+            "keys": record.keys,
+            "study_instance_uids": record.studies,
+            "sop_instance_uids": record.instances,
+            "completed": counts.map(|c| c[1]),
+            "failed": counts.map(|c| c[2]),
+            "status": code,
+        }));
+    let _ = session.server.audit(event).await;
+    session
+        .respond(
+            request,
+            Response {
+                status: code,
+                comment: comment.as_deref(),
+                identifier: identifier.as_deref(),
+                counts,
+            },
+        )
+        .await
+}
+
+/// What the audit trail keeps of a retrieval.
+#[derive(Default)]
+struct RetrieveRecord {
+    operation: &'static str,
+    destination: Option<String>,
+    keys: serde_json::Value,
+    studies: Vec<String>,
+    instances: Vec<String>,
+}
+
+/// Runs a retrieval: the outer error ends the association; the inner result is the final
+/// status with the progress, or a refusal with its reason.
+async fn retrieve<S>(
+    session: &mut Session<'_, S>,
+    request: &Request,
+    op: Operation,
+    identifier: Option<Vec<u8>>,
+    record: &mut RetrieveRecord,
+) -> Result<Result<(u16, Progress), (u16, String)>, End>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let query = match crate::find::parse(request, identifier) {
+        Ok(query) => query,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    record.keys = crate::find::audit_keys(&query);
     // For C-MOVE the destination is checked before anything is looked up.
     let destination = if op == Operation::Move {
         match destination(session, request).await {
             Ok(dest) => Some(dest),
             Err(comment) => {
                 info!("C-MOVE to an unknown or unusable destination refused");
-                return session
-                    .respond(
-                        request,
-                        Response::failure(status::MOVE_DESTINATION_UNKNOWN, comment),
-                    )
-                    .await;
+                return Ok(Err((status::MOVE_DESTINATION_UNKNOWN, comment.to_owned())));
             }
         }
     } else {
@@ -110,13 +176,18 @@ where
         .await
     {
         Ok(rows) => rows,
-        Err(e) => {
-            let (code, comment) = crate::find::index_failure(&e);
-            return session
-                .respond(request, Response::failure(code, &comment))
-                .await;
-        }
+        Err(e) => return Ok(Err(crate::find::index_failure(&e))),
     };
+    record.instances = rows
+        .iter()
+        .map(|r| r.sop_instance_uid.as_str().to_owned())
+        .collect();
+    record.studies = rows
+        .iter()
+        .map(|r| r.study_instance_uid.as_str().to_owned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut progress = Progress {
         remaining: rows.len(),
         ..Progress::default()
@@ -126,15 +197,10 @@ where
         Some(dest) => match move_to(session, request, &dest, &rows, &mut progress).await? {
             Some(cancelled) => cancelled,
             None => {
-                return session
-                    .respond(
-                        request,
-                        Response::failure(
-                            status::UNABLE_TO_PERFORM_SUBOPERATIONS,
-                            "move destination cannot be reached",
-                        ),
-                    )
-                    .await;
+                return Ok(Err((
+                    status::UNABLE_TO_PERFORM_SUBOPERATIONS,
+                    "move destination cannot be reached".to_owned(),
+                )));
             }
         },
     };
@@ -150,22 +216,7 @@ where
     } else {
         progress.final_status()
     };
-    let identifier = if progress.failed_uids.is_empty() {
-        None
-    } else {
-        failed_uid_list(&progress.failed_uids, &request.context.transfer_syntax)
-    };
-    session
-        .respond(
-            request,
-            Response {
-                status: code,
-                comment: None,
-                identifier: identifier.as_deref(),
-                counts: Some(progress.counts()),
-            },
-        )
-        .await
+    Ok(Ok((code, progress)))
 }
 
 /// C-GET: each instance goes back on this association, on a storage context for which the peer
@@ -443,15 +494,16 @@ where
     Ok(Some(false))
 }
 
-/// Objects up to this size are converted in memory when a peer did not accept the native
+/// Objects up to this size are converted or decoded in memory when a peer did not accept the
 /// transfer syntax they are stored in; larger ones are sent only as stored.
-const CONVERT_LIMIT: u64 = 256 << 20;
+const CONVERT_LIMIT: u64 = ward_dicom::MAX_IN_MEMORY_LEN;
 
 /// How one instance goes out on the contexts a peer accepted for its SOP class.
 enum Plan {
     /// As stored, on this context.
     AsStored(u8),
-    /// Converted to this native transfer syntax, on this context.
+    /// Converted to this native transfer syntax (re-encoded, or its pixel data decoded), on
+    /// this context.
     Convert(u8, String),
 }
 
@@ -461,13 +513,21 @@ enum Outgoing {
     Bytes(Vec<u8>),
 }
 
-/// Chooses how to send `row` given the accepted (context id, transfer syntax) pairs.
+/// Whether a stored object in this transfer syntax can be sent in explicit or implicit VR
+/// little endian: native syntaxes are re-encoded, RLE and JPEG pixel data decoded.
+fn convertible(ts: &str) -> bool {
+    ward_dicom::is_native_transfer_syntax(ts) || ward_dicom::is_decodable_transfer_syntax(ts)
+}
+
+/// Chooses how to send `row` given the accepted (context id, transfer syntax) pairs: as stored
+/// when the peer took that syntax, else converted to uncompressed little endian when possible.
+/// `None` fails the sub-operation.
 fn plan(row: &InstanceRow, accepted: &[(u8, String)]) -> Option<Plan> {
     let stored = row.transfer_syntax.as_str();
     if let Some((id, _)) = accepted.iter().find(|(_, ts)| ts == stored) {
         return Some(Plan::AsStored(*id));
     }
-    if !ward_dicom::is_native_transfer_syntax(stored) || row.size > CONVERT_LIMIT {
+    if !convertible(stored) || row.size > CONVERT_LIMIT {
         return None;
     }
     accepted
@@ -481,7 +541,7 @@ fn plan(row: &InstanceRow, accepted: &[(u8, String)]) -> Option<Plan> {
 fn sendable_syntaxes(row: &InstanceRow) -> Vec<String> {
     let stored = row.transfer_syntax.as_str();
     let mut out = vec![stored.to_owned()];
-    if ward_dicom::is_native_transfer_syntax(stored) {
+    if convertible(stored) && row.size <= CONVERT_LIMIT {
         for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
             if ts != stored {
                 out.push(ts.to_owned());
@@ -491,7 +551,8 @@ fn sendable_syntaxes(row: &InstanceRow) -> Vec<String> {
     out
 }
 
-/// Reads a stored native object and converts it to `target`.
+/// Reads a stored object and converts it to the uncompressed `target`, decoding its pixel data
+/// if it is stored compressed.
 async fn converted(
     ingest: &ward_ingest::Ingest,
     row: &InstanceRow,
@@ -510,7 +571,12 @@ async fn converted(
         // dicom-object allocate from a corrupted length.
         ward_dicom::prescan_dataset(&bytes[..], bytes.len() as u64, &from, &Default::default())
             .map_err(|e| e.to_string())?;
-        ward_dicom::transcode_native(&bytes, &from, &target).map_err(|e| e.to_string())
+        if ward_dicom::is_native_transfer_syntax(&from) {
+            ward_dicom::transcode_native(&bytes, &from, &target)
+        } else {
+            ward_dicom::decode_to_native(&bytes, &from, &target)
+        }
+        .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
@@ -528,4 +594,80 @@ fn failed_uid_list(uids: &[String], ts_uid: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, ts).ok()?;
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ward_types::Uid;
+
+    const RLE: &str = "1.2.840.10008.1.2.5";
+    const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+    const JPEG_2000: &str = "1.2.840.10008.1.2.4.90";
+
+    fn row(ts: &str, size: u64) -> InstanceRow {
+        let uid = |s: &str| Uid::parse(s).unwrap();
+        InstanceRow {
+            sop_instance_uid: uid("1.2.3.4"),
+            sop_class_uid: uid("1.2.840.10008.5.1.4.1.1.7"),
+            study_instance_uid: uid("1.2.3"),
+            series_instance_uid: uid("1.2.3.1"),
+            transfer_syntax: uid(ts),
+            size,
+            blob_key: String::new(),
+        }
+    }
+
+    fn accepted(syntaxes: &[&str]) -> Vec<(u8, String)> {
+        (1u8..)
+            .step_by(2)
+            .zip(syntaxes)
+            .map(|(id, ts)| (id, (*ts).to_owned()))
+            .collect()
+    }
+
+    fn describe(plan: Option<Plan>) -> Option<(u8, Option<String>)> {
+        plan.map(|p| match p {
+            Plan::AsStored(id) => (id, None),
+            Plan::Convert(id, ts) => (id, Some(ts)),
+        })
+    }
+
+    #[test]
+    fn plan_sends_as_stored_else_uncompressed_else_nothing() {
+        let both = accepted(&[JPEG_BASELINE, EXPLICIT_VR_LE]);
+        let only_le = accepted(&[IMPLICIT_VR_LE]);
+        let small = 1 << 20;
+        assert_eq!(
+            describe(plan(&row(JPEG_BASELINE, small), &both)),
+            Some((1, None))
+        );
+        for ts in [RLE, JPEG_BASELINE, EXPLICIT_VR_LE] {
+            assert_eq!(
+                describe(plan(&row(ts, small), &only_le)),
+                Some((1, Some(IMPLICIT_VR_LE.to_owned()))),
+                "{ts}"
+            );
+        }
+        // Not decodable, or too large to convert in memory: the sub-operation fails.
+        assert_eq!(describe(plan(&row(JPEG_2000, small), &only_le)), None);
+        assert_eq!(describe(plan(&row(RLE, CONVERT_LIMIT + 1), &only_le)), None);
+        assert_eq!(
+            describe(plan(&row(RLE, small), &accepted(&[JPEG_BASELINE]))),
+            None
+        );
+    }
+
+    #[test]
+    fn moves_propose_uncompressed_syntaxes_for_what_can_be_converted() {
+        let le = [EXPLICIT_VR_LE, IMPLICIT_VR_LE];
+        assert_eq!(sendable_syntaxes(&row(RLE, 100)), [RLE, le[0], le[1]]);
+        assert_eq!(
+            sendable_syntaxes(&row(JPEG_BASELINE, 100)),
+            [JPEG_BASELINE, le[0], le[1]]
+        );
+        assert_eq!(sendable_syntaxes(&row(IMPLICIT_VR_LE, 100)), [le[1], le[0]]);
+        assert_eq!(sendable_syntaxes(&row(JPEG_2000, 100)), [JPEG_2000]);
+        assert_eq!(sendable_syntaxes(&row(RLE, CONVERT_LIMIT + 1)), [RLE]);
+    }
 }

@@ -16,17 +16,21 @@ use dicom_ul::pdu::{
     AssociationRJServiceProviderASCEReason, AssociationRJServiceProviderPresentationReason,
     AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, Pdu,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, info_span, warn};
-use ward_auth::{Admission, AssociationFacts};
+use ward_audit::{Action, Actor, AuditEvent, Outcome};
+use ward_auth::{Admission, AssociationFacts, PeerCertificate, Transport};
 use ward_ingest::Ingest;
 use ward_types::AeTitle;
 
 use crate::negotiation;
 use crate::pdu::{self, Incoming, PduError};
 use crate::session::{Peer, Session};
+
+/// How long a rejected requestor gets to close the connection itself.
+const REJECT_LINGER: Duration = Duration::from_secs(2);
 
 /// Settings of the DIMSE listener.
 #[derive(Debug, Clone)]
@@ -47,6 +51,24 @@ pub struct ServerConfig {
     pub pn_case_insensitive: bool,
     /// Time allowed to connect to a C-MOVE destination.
     pub connect_timeout: Duration,
+    /// The TLS listener's configuration, when Ward has one.
+    pub tls: Option<TlsSetup>,
+}
+
+/// What the TLS listener needs: the rustls configuration (client certificates required) and the
+/// set of pinned certificates its verifier consults, refreshed from the registry before each
+/// handshake.
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub config: Arc<rustls::ServerConfig>,
+    pub policy: Arc<ward_auth::tls::ClientCertPolicy>,
+    pub pinned: ward_auth::tls::PinnedCertificates,
+}
+
+impl std::fmt::Debug for TlsSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsSetup")
+    }
 }
 
 /// The DIMSE server: shared by every association.
@@ -72,11 +94,12 @@ impl Server {
         })
     }
 
-    /// Accepts connections until `shutdown` completes, then waits up to `grace` for the
-    /// associations in progress to end.
+    /// Accepts connections on the plain and TLS listeners until `shutdown` completes, then
+    /// waits up to `grace` for the associations in progress to end.
     pub async fn serve(
         self: Arc<Self>,
-        listener: TcpListener,
+        plain: Option<TcpListener>,
+        tls: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) {
@@ -84,21 +107,12 @@ impl Server {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let server = Arc::clone(&self);
-                        tokio::spawn(async move { server.handle(stream, peer).await });
-                    }
-                    Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                accepted = accept(plain.as_ref()) => self.spawn_plain(accepted).await,
+                accepted = accept(tls.as_ref()) => self.spawn_tls(accepted).await,
             }
         }
-        drop(listener);
+        drop(plain);
+        drop(tls);
         let all = u32::try_from(self.config.max_associations).unwrap_or(u32::MAX);
         if tokio::time::timeout(grace, self.slots.acquire_many(all))
             .await
@@ -108,9 +122,76 @@ impl Server {
         }
     }
 
+    async fn spawn_plain(self: &Arc<Self>, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
+        let Some((stream, peer)) = usable(accepted).await else {
+            return;
+        };
+        let server = Arc::clone(self);
+        tokio::spawn(async move { server.handle(stream, peer, None).await });
+    }
+
+    async fn spawn_tls(self: &Arc<Self>, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
+        let Some((stream, peer)) = usable(accepted).await else {
+            return;
+        };
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = server.next_id.fetch_add(1, Ordering::Relaxed);
+            let span = info_span!("tls", id, peer = %peer);
+            async {
+                if let Some((stream, cert)) = server.handshake(stream).await {
+                    Arc::clone(&server).handle(stream, peer, Some(cert)).await;
+                }
+            }
+            .instrument(span)
+            .await
+        });
+    }
+
+    /// The TLS handshake, within the ARTIM timeout; the registry's pinned certificates are
+    /// reloaded first so that a newly pinned certificate works without a restart.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+    ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, PeerCertificate)> {
+        let tls = self.config.tls.as_ref()?;
+        match self.ingest.index().ae_list().await {
+            Ok(peers) => {
+                let fresh = peers.iter().filter_map(|p| p.cert_sha256).collect();
+                if let Ok(mut pinned) = tls.pinned.write() {
+                    *pinned = fresh;
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot reload pinned certificates"),
+        }
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+        let stream =
+            match tokio::time::timeout(self.config.artim_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    info!(error = %e, "TLS handshake refused");
+                    return None;
+                }
+                Err(_) => {
+                    debug!("TLS handshake timed out");
+                    return None;
+                }
+            };
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| tls.policy.describe(chain))?;
+        Some((stream, cert))
+    }
+
     /// Serves one connection from start to end.
-    pub async fn handle<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
-    where
+    pub async fn handle<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        cert: Option<PeerCertificate>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -124,7 +205,7 @@ impl Server {
                 return;
             };
             let mut stream = stream;
-            match self.establish(&mut stream, peer).await {
+            match self.establish(&mut stream, peer, cert).await {
                 Ok(Some(established)) => {
                     let mut session = Session::new(&self, stream, established);
                     session.run().await;
@@ -164,6 +245,7 @@ impl Server {
         &self,
         stream: &mut S,
         addr: SocketAddr,
+        cert: Option<PeerCertificate>,
     ) -> Result<Option<Peer>, PduError> {
         let config = &self.config;
         let first = match tokio::time::timeout(
@@ -213,12 +295,32 @@ impl Server {
             calling_ae: &rq.calling_ae_title,
             called_ae: &rq.called_ae_title,
             peer_addr: addr.ip(),
+            transport: match &cert {
+                Some(cert) => Transport::Tls(cert),
+                None => Transport::Plain,
+            },
         };
         let (peer_ae, allowed) =
             match ward_auth::admit(&facts, &config.ae_title, registered.as_ref()) {
                 Admission::Accept { peer, allowed } => (peer, allowed),
                 Admission::Reject(cause) => {
                     info!(cause = cause.as_str(), "association rejected");
+                    let actor = Actor {
+                        ae_title: Some(rq.calling_ae_title.trim().to_owned()),
+                        address: Some(addr.to_string()),
+                        certificate: cert.as_ref().and_then(|c| c.subject.clone()),
+                        ..Actor::default()
+                    };
+                    let event = AuditEvent::new(Action::AssociationRejected, actor)
+                        .with_outcome(Outcome::Failure {
+                            status: None,
+                            reason: cause.as_str().to_owned(),
+                        })
+                        .with_detail(serde_json::json!({
+                            "called_ae_title": rq.called_ae_title.trim(),
+                        }));
+                    // Recorded before the answer; the answer is the same either way.
+                    let _ = self.audit(event).await;
                     reject(stream, no_reason()).await?;
                     return Ok(None);
                 }
@@ -242,12 +344,67 @@ impl Server {
             contexts = negotiated.accepted.len(),
             "association accepted"
         );
-        Ok(Some(Peer {
+        let peer = Peer {
             ae: peer_ae,
+            addr,
             allowed,
             contexts: negotiated.accepted.into_iter().map(|c| (c.id, c)).collect(),
             max_pdu: negotiation::peer_max_pdu(&rq.user_variables),
-        }))
+            certificate: cert,
+        };
+        let event = AuditEvent::new(Action::AssociationStart, peer.actor()).with_detail(
+            serde_json::json!({
+                "called_ae_title": rq.called_ae_title.trim(),
+                "tls": peer.certificate.is_some(),
+                "allowed": allowed.to_string(),
+                "contexts": peer.contexts.len(),
+            }),
+        );
+        if self.audit(event).await.is_err() {
+            return Ok(None);
+        }
+        Ok(Some(peer))
+    }
+}
+
+/// The next connection of `listener`, or never when there is no such listener.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A connection to serve, or `None` after an accept error (out of descriptors and the like:
+/// back off instead of spinning).
+async fn usable(
+    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+) -> Option<(TcpStream, SocketAddr)> {
+    match accepted {
+        Ok((stream, peer)) => {
+            let _ = stream.set_nodelay(true);
+            Some((stream, peer))
+        }
+        Err(e) => {
+            warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
+impl Server {
+    /// Appends to the audit trail; a failure is logged (without the event) and returned so
+    /// that the caller can refuse what it was about to do.
+    pub(crate) async fn audit(&self, event: AuditEvent) -> Result<(), ()> {
+        self.ingest
+            .audit()
+            .append(event)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit trail unavailable");
+            })
     }
 }
 
@@ -275,7 +432,7 @@ fn no_reason() -> AssociationRJSource {
     AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::NoReasonGiven)
 }
 
-async fn reject<S: AsyncWrite + Unpin>(
+async fn reject<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     source: AssociationRJSource,
 ) -> Result<(), PduError> {
@@ -284,6 +441,13 @@ async fn reject<S: AsyncWrite + Unpin>(
         source,
     };
     pdu::write_pdu(stream, &Pdu::AssociationRJ(rj)).await?;
+    // PS3.8 §9.2 (state Sta13): after a rejection the requestor closes the connection; closing
+    // first can make a client report an abort instead of the rejection. Wait a little for it.
+    let mut sink = [0u8; 64];
+    let _ = tokio::time::timeout(REJECT_LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
     let _ = stream.shutdown().await;
     Ok(())
 }

@@ -25,10 +25,25 @@ pub(crate) const MAX_IDENTIFIER: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub ae: AeTitle,
+    pub addr: std::net::SocketAddr,
     pub allowed: OperationSet,
     pub contexts: HashMap<u8, AcceptedContext>,
     /// The peer's maximum length received (0: unlimited).
     pub max_pdu: u32,
+    /// The client certificate, over TLS.
+    pub certificate: Option<ward_auth::PeerCertificate>,
+}
+
+impl Peer {
+    /// Who this peer is, for the audit trail.
+    pub fn actor(&self) -> ward_audit::Actor {
+        ward_audit::Actor {
+            ae_title: Some(self.ae.as_str().to_owned()),
+            address: Some(self.addr.to_string()),
+            certificate: self.certificate.as_ref().and_then(|c| c.subject.clone()),
+            ..ward_audit::Actor::default()
+        }
+    }
 }
 
 /// Why an association ended.
@@ -122,20 +137,35 @@ where
 
     pub async fn run(&mut self) {
         let end = self.serve().await;
-        match end {
-            End::Released => info!("association released"),
-            End::AbortedByPeer => info!("association aborted by peer"),
-            End::Closed => info!("connection closed without release"),
+        let how = match end {
+            End::Released => {
+                info!("association released");
+                "released".to_owned()
+            }
+            End::AbortedByPeer => {
+                info!("association aborted by peer");
+                "aborted by peer".to_owned()
+            }
+            End::Closed => {
+                info!("connection closed without release");
+                "closed without release".to_owned()
+            }
             End::Abort(why) => {
                 warn!(reason = why, "association aborted");
                 self.abort(AbortRQServiceProviderReason::ReasonNotSpecified)
                     .await;
+                format!("aborted by Ward: {why}")
             }
             End::BadPdu(e) => {
                 warn!(error = %e, "association aborted");
                 pdu::send_abort(&mut self.stream, e.abort_source()).await;
+                format!("aborted by Ward: {e}")
             }
-        }
+        };
+        let event =
+            ward_audit::AuditEvent::new(ward_audit::Action::AssociationEnd, self.peer.actor())
+                .with_detail(serde_json::json!({ "end": how }));
+        let _ = self.server.audit(event).await;
         let _ = self.stream.shutdown().await;
     }
 

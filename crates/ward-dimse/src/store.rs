@@ -69,6 +69,7 @@ where
         transfer_syntax: Uid::parse(&request.context.transfer_syntax)
             .map_err(|_| bad_uid("transfer syntax UID"))?,
         source_ae: Some(session.peer.ae.as_str().to_owned()),
+        actor: session.peer.actor(),
     };
     session
         .server

@@ -62,8 +62,10 @@ const INSTANCES_PAGE: &str = concat!(
     "WHERE i.sop_instance_uid > $1 ORDER BY i.sop_instance_uid LIMIT $2"
 );
 const HAS_BLOB: &str = "SELECT 1 FROM instance WHERE blob_key = $1 LIMIT 1";
-const AE_GET: &str = "SELECT aet, host, port, allow FROM ae_peer WHERE aet = $1";
-const AE_LIST: &str = "SELECT aet, host, port, allow FROM ae_peer ORDER BY aet";
+const AE_GET: &str =
+    "SELECT aet, host, port, allow, cert_sha256, legacy_plain FROM ae_peer WHERE aet = $1";
+const AE_LIST: &str =
+    "SELECT aet, host, port, allow, cert_sha256, legacy_plain FROM ae_peer ORDER BY aet";
 
 /// How a committed transaction survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,28 @@ impl SqliteIndex {
         self.readers.close().await;
         // Last, so the final connection to close can checkpoint the WAL into the main file.
         self.writer.close().await;
+    }
+
+    /// Indexes a batch of instances in one write transaction, each exactly as
+    /// [`Index::insert_instance`] would, with one commit for the batch instead of one per
+    /// instance: for loading many rows at once, such as benchmark corpora. (Ingest commits each
+    /// object on its own, because each is acknowledged on its own.) The outcomes are in batch
+    /// order; any error rolls the whole batch back.
+    pub async fn bulk_insert(
+        &self,
+        batch: &[NewInstance],
+    ) -> Result<Vec<InsertOutcome>, IndexError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut total = Added::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for new in batch {
+            let (outcome, added) = insert_one(&mut tx, new).await?;
+            total.add(&added);
+            outcomes.push(outcome);
+        }
+        add_counts(&mut tx, &total).await?;
+        tx.commit().await?;
+        Ok(outcomes)
     }
 }
 
@@ -219,6 +243,16 @@ fn ae_peer_row(row: &SqliteRow) -> Result<AePeer, IndexError> {
     let host: String = row.try_get(1)?;
     let port: Option<i64> = row.try_get(2)?;
     let allow: String = row.try_get(3)?;
+    let cert: Option<String> = row.try_get(4)?;
+    let legacy_plain: i64 = row.try_get(5)?;
+    let cert_sha256 = cert
+        .map(|hex_digest| {
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(hex_digest, &mut digest)
+                .map(|()| digest)
+                .map_err(|_| IndexError::Corrupt("ae_peer.cert_sha256"))
+        })
+        .transpose()?;
     Ok(AePeer {
         aet: AeTitle::parse(&aet).map_err(|_| IndexError::Corrupt("ae_peer.aet"))?,
         host: HostPattern::from_str(&host).map_err(|_| IndexError::Corrupt("ae_peer.host"))?,
@@ -227,6 +261,8 @@ fn ae_peer_row(row: &SqliteRow) -> Result<AePeer, IndexError> {
             .transpose()
             .map_err(|_| IndexError::Corrupt("ae_peer.port"))?,
         allow: OperationSet::from_str(&allow).map_err(|_| IndexError::Corrupt("ae_peer.allow"))?,
+        cert_sha256,
+        legacy_plain: legacy_plain != 0,
     })
 }
 
@@ -237,6 +273,108 @@ fn sortable(vr: VR, value: Option<&str>) -> Option<String> {
 
 fn required<'a>(value: Option<&'a Uid>, name: &'static str) -> Result<&'a Uid, IndexError> {
     value.ok_or(IndexError::MissingAttribute(name))
+}
+
+/// Rows that inserts created, for the counts row.
+#[derive(Default)]
+struct Added {
+    patients: i64,
+    studies: i64,
+    series: i64,
+    instances: i64,
+}
+
+impl Added {
+    fn add(&mut self, other: &Added) {
+        self.patients += other.patients;
+        self.studies += other.studies;
+        self.series += other.series;
+        self.instances += other.instances;
+    }
+}
+
+/// Indexes one instance, creating its patient, study and series rows as needed, inside the
+/// caller's write transaction (which must hold the write lock: `BEGIN IMMEDIATE`). Writes
+/// nothing unless the outcome is [`InsertOutcome::Inserted`]; the counts row is the caller's.
+async fn insert_one(
+    conn: &mut SqliteConnection,
+    new: &NewInstance,
+) -> Result<(InsertOutcome, Added), IndexError> {
+    let a = &new.attrs;
+    let sop_uid = required(a.sop_instance_uid.as_ref(), "SOPInstanceUID")?;
+    let class_uid = required(a.sop_class_uid.as_ref(), "SOPClassUID")?;
+    let study_uid = required(a.study_instance_uid.as_ref(), "StudyInstanceUID")?;
+    let series_uid = required(a.series_instance_uid.as_ref(), "SeriesInstanceUID")?;
+    let size = i64::try_from(new.size).map_err(|_| IndexError::OutOfRange("size"))?;
+
+    if let Some(existing) = existing_blob_key(&mut *conn, sop_uid).await? {
+        let outcome = if existing == new.blob_key {
+            InsertOutcome::AlreadyStored
+        } else {
+            InsertOutcome::Conflict {
+                existing_blob_key: existing,
+            }
+        };
+        return Ok((outcome, Added::default()));
+    }
+
+    let (study_fk, new_patients, new_studies) =
+        find_or_create_study(&mut *conn, new, study_uid).await?;
+    let (series_fk, new_series) =
+        find_or_create_series(&mut *conn, new, study_fk, series_uid).await?;
+
+    sqlx::query(
+        "INSERT INTO instance (series_fk, sop_instance_uid, sop_class_uid, instance_number, \
+         content_date, content_date_key, content_time, content_time_key, pixel_rows, \
+         pixel_columns, number_of_frames, specific_character_set, transfer_syntax_uid, \
+         size, blob_key, source_ae, received_at, header) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18)",
+    )
+    .bind(series_fk)
+    .bind(sop_uid.as_str())
+    .bind(class_uid.as_str())
+    .bind(a.instance_number.as_deref())
+    .bind(a.content_date.as_deref())
+    .bind(sortable(VR::DA, a.content_date.as_deref()))
+    .bind(a.content_time.as_deref())
+    .bind(sortable(VR::TM, a.content_time.as_deref()))
+    .bind(a.rows.map(i64::from))
+    .bind(a.columns.map(i64::from))
+    .bind(a.number_of_frames.as_deref())
+    .bind(a.specific_character_set.as_deref())
+    .bind(new.transfer_syntax.as_str())
+    .bind(size)
+    .bind(new.blob_key.as_str())
+    .bind(new.source_ae.as_deref())
+    .bind(new.received_at_unix_ms)
+    .bind((!new.header.is_empty()).then_some(new.header.as_slice()))
+    .execute(&mut *conn)
+    .await?;
+
+    Ok((
+        InsertOutcome::Inserted,
+        Added {
+            patients: new_patients,
+            studies: new_studies,
+            series: new_series,
+            instances: 1,
+        },
+    ))
+}
+
+async fn add_counts(conn: &mut SqliteConnection, added: &Added) -> Result<(), IndexError> {
+    sqlx::query(
+        "UPDATE counts SET patients = patients + $1, studies = studies + $2, \
+         series = series + $3, instances = instances + $4 WHERE id = 1",
+    )
+    .bind(added.patients)
+    .bind(added.studies)
+    .bind(added.series)
+    .bind(added.instances)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The existing instance's blob key, if `sop_instance_uid` is indexed.
@@ -371,76 +509,19 @@ fn count_column(row: &SqliteRow, index: usize, what: &'static str) -> Result<u64
 #[async_trait::async_trait]
 impl Index for SqliteIndex {
     async fn insert_instance(&self, new: &NewInstance) -> Result<InsertOutcome, IndexError> {
-        let a = &new.attrs;
-        let sop_uid = required(a.sop_instance_uid.as_ref(), "SOPInstanceUID")?;
-        let class_uid = required(a.sop_class_uid.as_ref(), "SOPClassUID")?;
-        let study_uid = required(a.study_instance_uid.as_ref(), "StudyInstanceUID")?;
-        let series_uid = required(a.series_instance_uid.as_ref(), "SeriesInstanceUID")?;
-        let size = i64::try_from(new.size).map_err(|_| IndexError::OutOfRange("size"))?;
-
-        // Holding the write lock from here to commit makes the check below and the inserts one
-        // atomic step: no other writer, in this process or another, can slip in between. The
-        // UNIQUE constraint on sop_instance_uid stays as the backstop. On any early return the
-        // dropped transaction rolls back, so nothing is written.
+        // Holding the write lock from here to commit makes the existence check and the inserts
+        // one atomic step: no other writer, in this process or another, can slip in between.
+        // The UNIQUE constraint on sop_instance_uid stays as the backstop. On any early return
+        // the dropped transaction rolls back, so nothing is written.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-
-        if let Some(existing) = existing_blob_key(&mut tx, sop_uid).await? {
+        let (outcome, added) = insert_one(&mut tx, new).await?;
+        if outcome != InsertOutcome::Inserted {
             tx.rollback().await?;
-            return Ok(if existing == new.blob_key {
-                InsertOutcome::AlreadyStored
-            } else {
-                InsertOutcome::Conflict {
-                    existing_blob_key: existing,
-                }
-            });
+            return Ok(outcome);
         }
-
-        let (study_fk, new_patients, new_studies) =
-            find_or_create_study(&mut tx, new, study_uid).await?;
-        let (series_fk, new_series) =
-            find_or_create_series(&mut tx, new, study_fk, series_uid).await?;
-
-        sqlx::query(
-            "INSERT INTO instance (series_fk, sop_instance_uid, sop_class_uid, instance_number, \
-             content_date, content_date_key, content_time, content_time_key, pixel_rows, \
-             pixel_columns, number_of_frames, specific_character_set, transfer_syntax_uid, \
-             size, blob_key, source_ae, received_at, header) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18)",
-        )
-        .bind(series_fk)
-        .bind(sop_uid.as_str())
-        .bind(class_uid.as_str())
-        .bind(a.instance_number.as_deref())
-        .bind(a.content_date.as_deref())
-        .bind(sortable(VR::DA, a.content_date.as_deref()))
-        .bind(a.content_time.as_deref())
-        .bind(sortable(VR::TM, a.content_time.as_deref()))
-        .bind(a.rows.map(i64::from))
-        .bind(a.columns.map(i64::from))
-        .bind(a.number_of_frames.as_deref())
-        .bind(a.specific_character_set.as_deref())
-        .bind(new.transfer_syntax.as_str())
-        .bind(size)
-        .bind(new.blob_key.as_str())
-        .bind(new.source_ae.as_deref())
-        .bind(new.received_at_unix_ms)
-        .bind((!new.header.is_empty()).then_some(new.header.as_slice()))
-        .execute(&mut *tx)
-        .await?;
-
-        sqlx::query(
-            "UPDATE counts SET patients = patients + $1, studies = studies + $2, \
-             series = series + $3, instances = instances + 1 WHERE id = 1",
-        )
-        .bind(new_patients)
-        .bind(new_studies)
-        .bind(new_series)
-        .execute(&mut *tx)
-        .await?;
-
+        add_counts(&mut tx, &added).await?;
         tx.commit().await?;
-        Ok(InsertOutcome::Inserted)
+        Ok(outcome)
     }
 
     async fn instance(&self, sop_instance_uid: &Uid) -> Result<Option<InstanceRow>, IndexError> {
@@ -521,13 +602,15 @@ impl Index for SqliteIndex {
     async fn ae_add(&self, peer: &AePeer) -> Result<(), IndexError> {
         // One autocommit statement: it takes the write lock directly, no upgrade involved.
         let inserted = sqlx::query(
-            "INSERT INTO ae_peer (aet, host, port, allow) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (aet) DO NOTHING",
+            "INSERT INTO ae_peer (aet, host, port, allow, cert_sha256, legacy_plain) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (aet) DO NOTHING",
         )
         .bind(peer.aet.as_str())
         .bind(peer.host.to_string())
         .bind(peer.port.map(i64::from))
         .bind(peer.allow.to_string())
+        .bind(peer.cert_sha256.map(hex::encode))
+        .bind(i64::from(peer.legacy_plain))
         .execute(&self.writer)
         .await?
         .rows_affected();

@@ -90,6 +90,8 @@ pub struct StoreRequest {
     pub sop_instance: Uid,
     pub transfer_syntax: Uid,
     pub source_ae: Option<String>,
+    /// Who sends it, for the audit trail.
+    pub actor: ward_audit::Actor,
 }
 
 /// The result of a successful ingest.
@@ -119,6 +121,7 @@ pub struct RecoveryReport {
 pub struct Ingest {
     store: Arc<dyn BlobStore>,
     index: Arc<dyn Index>,
+    audit: Arc<ward_audit::AuditLog>,
     spool_dir: PathBuf,
     limits: IngestLimits,
 }
@@ -129,15 +132,22 @@ impl Ingest {
     pub fn new(
         store: Arc<dyn BlobStore>,
         index: Arc<dyn Index>,
+        audit: Arc<ward_audit::AuditLog>,
         spool_dir: PathBuf,
         limits: IngestLimits,
     ) -> Ingest {
         Ingest {
             store,
             index,
+            audit,
             spool_dir,
             limits,
         }
+    }
+
+    /// The audit trail every front door records into.
+    pub fn audit(&self) -> &Arc<ward_audit::AuditLog> {
+        &self.audit
     }
 
     pub fn index(&self) -> &Arc<dyn Index> {
@@ -317,6 +327,7 @@ impl Ingest {
             sop_instance: info.sop_instance_uid,
             transfer_syntax: info.transfer_syntax,
             source_ae: None,
+            actor: ward_audit::Actor::default(),
         };
         let dataset_len = info.file_len.saturating_sub(info.dataset_offset);
         let (attrs, header) = check_object(
@@ -500,7 +511,57 @@ impl SpoolWriter<'_> {
     }
 
     /// Checks the complete object and makes it durable. Only an `Ok` may be acknowledged.
-    pub async fn commit(mut self) -> Result<Stored, IngestError> {
+    pub async fn commit(self) -> Result<Stored, IngestError> {
+        let ingest = self.ingest;
+        let request = self.request.clone();
+        let (result, patient) = self.commit_object().await;
+        let mut detail = serde_json::json!({
+            "sop_class_uid": request.sop_class.as_str(),
+            "sop_instance_uid": request.sop_instance.as_str(),
+            "transfer_syntax_uid": request.transfer_syntax.as_str(),
+        });
+        if let Some((patient_id, study)) = patient {
+            detail["patient_id"] = serde_json::Value::from(patient_id);
+            detail["study_instance_uid"] = serde_json::Value::from(study);
+        }
+        let outcome = match &result {
+            Ok(Stored::New { size, .. }) => {
+                detail["size"] = serde_json::Value::from(*size);
+                ward_audit::Outcome::Success
+            }
+            Ok(Stored::AlreadyStored { .. }) => {
+                detail["already_stored"] = serde_json::Value::Bool(true);
+                ward_audit::Outcome::Success
+            }
+            Err(e) => ward_audit::Outcome::Failure {
+                status: Some(e.status()),
+                reason: e.to_string(),
+            },
+        };
+        let event = ward_audit::AuditEvent::new(ward_audit::Action::Store, request.actor)
+            .with_detail(detail)
+            .with_outcome(outcome);
+        // The acknowledgement waits for the record: a store the trail does not show must not
+        // be reported as done.
+        if let Err(e) = ingest.audit.append(event).await {
+            tracing::error!(error = %e, "audit trail unavailable; refusing the store");
+            return Err(IngestError::Internal("audit trail unavailable".into()));
+        }
+        result
+    }
+
+    /// Checks and stores the object; also returns its Patient ID and Study Instance UID when
+    /// they were read, for the audit record.
+    async fn commit_object(self) -> (Result<Stored, IngestError>, Option<(String, String)>) {
+        let mut patient = None;
+        let result = self.commit_inner(&mut patient).await;
+        (result, patient)
+    }
+
+    async fn commit_inner(
+        mut self,
+        patient: &mut Option<(String, String)>,
+    ) -> Result<Stored, IngestError> {
         self.file.flush().await.map_err(IngestError::internal)?;
         let Some(path) = self.guard.0.clone() else {
             return Err(IngestError::Internal("spool file already released".into()));
@@ -521,6 +582,14 @@ impl SpoolWriter<'_> {
         );
         let (attrs, header) = checked?;
         synced.map_err(IngestError::internal)?;
+        *patient = Some((
+            attrs.patient_id.clone().unwrap_or_default(),
+            attrs
+                .study_instance_uid
+                .as_ref()
+                .map(|u| u.as_str().to_owned())
+                .unwrap_or_default(),
+        ));
         drop(file);
         let ingest = self.ingest;
         let uid = &self.request.sop_instance;

@@ -84,7 +84,10 @@ pub struct WardServer {
     bin: PathBuf,
     pub data: PathBuf,
     child: Child,
+    /// The plain DIMSE port.
     pub port: u16,
+    /// The DIMSE over TLS port.
+    pub tls_port: u16,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -100,7 +103,8 @@ impl WardServer {
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--dicom-listen", "127.0.0.1:0"])
+            .args(default_listener(extra, "--dicom-listen"))
+            .args(default_listener(extra, "--dicom-tls-listen"))
             .args(extra)
             .env("WARD_LOG", "info,ward_dimse=debug")
             .stdin(Stdio::null())
@@ -112,14 +116,26 @@ impl WardServer {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
+        let tls_port = Arc::new(Mutex::new(0u16));
+        let tls_sink = Arc::clone(&tls_port);
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let port_after = |marker: &str| {
+                    line.split(marker)
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                };
+                if let Some(port) = port_after("DIMSE-TLS listening on 127.0.0.1:") {
+                    *tls_sink.lock().unwrap() = port;
+                }
                 let port = line
-                    .split("listening on 127.0.0.1:")
+                    .split("DIMSE listening on ")
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|p| p.parse::<u16>().ok());
+                    .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+                    .map(|addr| addr.port());
                 // Logged before the port is announced, so a test that saw the port also sees
                 // every line up to it.
                 sink.lock().unwrap().push(line);
@@ -140,15 +156,19 @@ impl WardServer {
                 );
             }
         };
+        let tls_port = *tls_port.lock().unwrap();
         WardServer {
             bin: bin.to_owned(),
             data: data.to_owned(),
             child,
             port,
+            tls_port,
             log,
         }
     }
 
+    /// The plain DIMSE address (always reached over loopback, whatever the listener's
+    /// address).
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -215,6 +235,15 @@ impl Drop for WardServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `FLAG 127.0.0.1:0` unless the caller chose the listener itself.
+fn default_listener(extra: &[&str], flag: &'static str) -> Vec<&'static str> {
+    if extra.contains(&flag) {
+        Vec::new()
+    } else {
+        vec![flag, "127.0.0.1:0"]
     }
 }
 

@@ -169,6 +169,12 @@ pub struct AePeer {
     pub host: HostPattern,
     pub port: Option<u16>,
     pub allow: OperationSet,
+    /// A certificate pinned for this AE (SHA-256 of its DER): accepted over TLS in addition to
+    /// certificates Ward's own CA issued to this AE title.
+    pub cert_sha256: Option<[u8; 32]>,
+    /// A legacy modality that cannot do TLS: plain TCP is accepted from its registered address
+    /// even when that is not loopback. Listed as a risk wherever the registry is shown.
+    pub legacy_plain: bool,
 }
 
 /// The attributes of one instance that the index keeps, read from the instance's header (the

@@ -6,12 +6,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use ward_auth::pki::{self, Credentials};
 use ward_config::Config;
 use ward_index::{Durability, Index, SqliteIndex};
 use ward_ingest::{Ingest, IngestLimits};
 use ward_store::LocalBlobStore;
 
 const INDEX_FILE: &str = "index.sqlite";
+/// Keys and certificates, owner-only.
+const KEYS_DIR: &str = "keys";
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca-key.pem";
+const SERVER_CERT: &str = "server.pem";
+const SERVER_KEY: &str = "server-key.pem";
+/// Ed25519 key (PKCS#8) that signs the audit trail's checkpoints.
+const AUDIT_KEY: &str = "audit-signing.pk8";
+/// The audit trail.
+const AUDIT_DIR: &str = "audit";
 const SPOOL_DIR: &str = "spool";
 /// Present while a server runs; finding it at start means the last run did not stop cleanly.
 const RUNNING_FILE: &str = "ward.pid";
@@ -21,8 +32,9 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Creates a new data directory. Refuses to touch one that already holds anything.
-    pub async fn init(root: &Path) -> Result<DataDir> {
+    /// Creates a new data directory: configuration, index, blob store, and a private CA with
+    /// a server certificate for `host_names`. Refuses to touch one that already holds anything.
+    pub async fn init(root: &Path, host_names: &[String]) -> Result<DataDir> {
         if root.exists() {
             let mut entries =
                 fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
@@ -35,6 +47,22 @@ impl DataDir {
         }
         create_private_dir(root)?;
         create_private_dir(&root.join(SPOOL_DIR))?;
+        create_private_dir(&root.join(KEYS_DIR))?;
+        let installation = host_names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost");
+        let ca = pki::generate_ca(installation).context("cannot create the CA")?;
+        let server = pki::issue_server_cert(&ca, host_names)
+            .context("cannot create the server certificate")?;
+        let keys = root.join(KEYS_DIR);
+        write_private_file(&keys.join(CA_CERT), ca.cert_pem.as_bytes())?;
+        write_private_file(&keys.join(CA_KEY), ca.key_pem.as_bytes())?;
+        write_private_file(&keys.join(SERVER_CERT), server.cert_pem.as_bytes())?;
+        write_private_file(&keys.join(SERVER_KEY), server.key_pem.as_bytes())?;
+        let audit_key =
+            ward_audit::generate_signing_key().context("cannot create the audit signing key")?;
+        write_private_file(&keys.join(AUDIT_KEY), &audit_key)?;
         write_private_file(
             &root.join(ward_config::CONFIG_FILE),
             Config::default().to_toml().as_bytes(),
@@ -83,7 +111,37 @@ impl DataDir {
         Ok(Arc::new(index))
     }
 
-    pub fn ingest(&self, index: Arc<dyn Index>, config: &Config) -> Result<Ingest> {
+    /// Opens the audit trail for appending (one writer at a time: the server, or a command run
+    /// while no server is).
+    pub async fn audit_log(&self) -> Result<Arc<ward_audit::AuditLog>> {
+        let key = self.audit_key()?;
+        ward_audit::AuditLog::open(&self.root.join(AUDIT_DIR), &key)
+            .await
+            .with_context(|| format!("cannot open the audit trail in {}", self.root.display()))
+    }
+
+    /// The audit trail's directory, for reading and verification.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.root.join(AUDIT_DIR)
+    }
+
+    /// The public half of the checkpoint signing key.
+    pub fn audit_public_key(&self) -> Result<Vec<u8>> {
+        ward_audit::public_key_from_pkcs8(&self.audit_key()?)
+            .context("the audit signing key is unusable")
+    }
+
+    fn audit_key(&self) -> Result<Vec<u8>> {
+        let path = self.root.join(KEYS_DIR).join(AUDIT_KEY);
+        fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    pub fn ingest(
+        &self,
+        index: Arc<dyn Index>,
+        audit: Arc<ward_audit::AuditLog>,
+        config: &Config,
+    ) -> Result<Ingest> {
         let store = LocalBlobStore::open(&self.root).context("cannot open the blob store")?;
         let limits = IngestLimits {
             max_object_bytes: config.storage.max_object_bytes,
@@ -92,9 +150,36 @@ impl DataDir {
         Ok(Ingest::new(
             Arc::new(store),
             index,
+            audit,
             self.root.join(SPOOL_DIR),
             limits,
         ))
+    }
+
+    /// Ward's CA (certificate and key).
+    pub fn ca(&self) -> Result<Credentials> {
+        self.credentials(CA_CERT, CA_KEY)
+    }
+
+    /// The server certificate and key of the TLS listeners.
+    pub fn server_credentials(&self) -> Result<Credentials> {
+        self.credentials(SERVER_CERT, SERVER_KEY)
+    }
+
+    fn credentials(&self, cert: &str, key: &str) -> Result<Credentials> {
+        let keys = self.root.join(KEYS_DIR);
+        let read = |name: &str| {
+            fs::read_to_string(keys.join(name)).with_context(|| {
+                format!(
+                    "cannot read {} (data directories made before TLS support need `ward init` anew)",
+                    keys.join(name).display()
+                )
+            })
+        };
+        Ok(Credentials {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
     }
 
     /// Records that a server is running, and reports whether the previous one stopped
@@ -125,7 +210,7 @@ impl Running {
     }
 }
 
-fn create_private_dir(path: &Path) -> Result<()> {
+pub fn create_private_dir(path: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -138,7 +223,7 @@ fn create_private_dir(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))
 }
 
-fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -295,8 +295,14 @@ async fn ae_registry() {
         host: host.parse().unwrap(),
         port,
         allow: allow.parse().unwrap(),
+        cert_sha256: None,
+        legacy_plain: false,
     };
-    let ct = peer("CT1", "10.0.0.7", Some(104), "echo,store");
+    let ct = AePeer {
+        cert_sha256: Some([7u8; 32]),
+        legacy_plain: true,
+        ..peer("CT1", "10.0.0.7", Some(104), "echo,store")
+    };
     let viewer = peer("VIEWER", "10.1.0.0/16", None, "echo,find,get,move");
     let nothing = peer("LOCKED", "::1", Some(0), "");
 
@@ -365,6 +371,8 @@ async fn reopening_keeps_data_and_the_file_is_private() {
         host: "127.0.0.1".parse().unwrap(),
         port: None,
         allow: "echo".parse().unwrap(),
+        cert_sha256: None,
+        legacy_plain: false,
     };
     index.ae_add(&peer).await.unwrap();
     index.close().await;
@@ -449,4 +457,55 @@ async fn read_queries_use_indexes() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn bulk_insert_is_insert_instance_with_one_commit() {
+    let (_dir, _path, index) = open_temp().await;
+    index
+        .insert_instance(&instance("1.2", "1.2.1", "1.2.1.1", key(1)))
+        .await
+        .unwrap();
+    let mut other_patient = instance("3.4", "3.4.1", "3.4.1.1", key(4));
+    other_patient.attrs.patient_id = Some("PID-2".into());
+    let batch = [
+        instance("1.2", "1.2.1", "1.2.1.1", key(1)),
+        instance("1.2", "1.2.1", "1.2.1.1", key(9)),
+        instance("1.2", "1.2.2", "1.2.2.1", key(2)),
+        instance("1.2", "1.2.2", "1.2.2.2", key(3)),
+        other_patient,
+        // A repeat within the batch sees the rows written earlier in it.
+        instance("1.2", "1.2.2", "1.2.2.2", key(3)),
+    ];
+    let outcomes = index.bulk_insert(&batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            InsertOutcome::AlreadyStored,
+            InsertOutcome::Conflict {
+                existing_blob_key: key(1)
+            },
+            InsertOutcome::Inserted,
+            InsertOutcome::Inserted,
+            InsertOutcome::Inserted,
+            InsertOutcome::AlreadyStored,
+        ]
+    );
+    assert_eq!(index.counts().await.unwrap(), counts(2, 2, 3, 4));
+    assert_eq!(recount(&index).await, counts(2, 2, 3, 4));
+    let row = index.instance(&uid("3.4.1.1")).await.unwrap().unwrap();
+    assert_eq!(row.blob_key, key(4));
+
+    // One refused instance rolls back the whole batch, rows and counts.
+    let refused = [
+        instance("5.6", "5.6.1", "5.6.1.1", key(5)),
+        instance("7.8", "1.2.1", "1.2.1.9", key(6)),
+    ];
+    assert!(matches!(
+        index.bulk_insert(&refused).await,
+        Err(IndexError::SeriesInOtherStudy)
+    ));
+    assert!(index.instance(&uid("5.6.1.1")).await.unwrap().is_none());
+    assert_eq!(index.counts().await.unwrap(), counts(2, 2, 3, 4));
+    assert_eq!(recount(&index).await, counts(2, 2, 3, 4));
 }

@@ -1,0 +1,253 @@
+//! C-FIND latency against any SCP holding the corpus: study-level queries of one kind on one
+//! association, each timed from the request to its final response, every answer's match count
+//! checked against what the corpus says it must be.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use serde_json::{Value, json};
+use ward_dimse::{ClientAssociation, ClientOptions, Proposal};
+
+use crate::corpus::{self, Corpus, Date, STUDIES_PER_PATIENT};
+
+/// Study Root Query/Retrieve Information Model – FIND.
+const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// PatientID, exact: the patient's studies.
+    PatientId,
+    /// AccessionNumber, exact: one study.
+    Accession,
+    /// StudyDate, a range of one calendar month.
+    DateMonth,
+    /// PatientName, `SURNAME^G*`: a surname and a given name's first letter.
+    NamePrefix,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::PatientId => "patient-id",
+            Kind::Accession => "accession",
+            Kind::DateMonth => "date-month",
+            Kind::NamePrefix => "name-prefix",
+        }
+    }
+
+    fn tag(self) -> Tag {
+        match self {
+            Kind::PatientId => tags::PATIENT_ID,
+            Kind::Accession => tags::ACCESSION_NUMBER,
+            Kind::DateMonth => tags::STUDY_DATE,
+            Kind::NamePrefix => tags::PATIENT_NAME,
+        }
+    }
+}
+
+/// The keys a study browser asks for, besides the matching key.
+const RETURN_KEYS: &[(Tag, VR)] = &[
+    (tags::STUDY_DATE, VR::DA),
+    (tags::STUDY_TIME, VR::TM),
+    (tags::ACCESSION_NUMBER, VR::SH),
+    (tags::MODALITIES_IN_STUDY, VR::CS),
+    (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+    (tags::STUDY_DESCRIPTION, VR::LO),
+    (tags::PATIENT_NAME, VR::PN),
+    (tags::PATIENT_ID, VR::LO),
+    (tags::PATIENT_BIRTH_DATE, VR::DA),
+    (tags::PATIENT_SEX, VR::CS),
+    (tags::STUDY_INSTANCE_UID, VR::UI),
+    (tags::STUDY_ID, VR::SH),
+    (tags::NUMBER_OF_STUDY_RELATED_SERIES, VR::IS),
+    (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS),
+];
+
+/// One query: the matching key's value and how many studies must match.
+pub struct Request {
+    pub value: String,
+    pub expected: u64,
+}
+
+/// Draws queries of one kind from the corpus. Stream `stream` of the draws gives a different
+/// sequence (warm-up queries use another stream than the timed ones).
+pub struct Requests<'a> {
+    corpus: &'a Corpus,
+    kind: Kind,
+    stream: u64,
+    by_month: HashMap<(i64, u32), u64>,
+    by_name_prefix: HashMap<String, u64>,
+}
+
+impl<'a> Requests<'a> {
+    pub fn new(corpus: &'a Corpus, kind: Kind, stream: u64) -> Requests<'a> {
+        let mut by_month = HashMap::new();
+        let mut by_name_prefix = HashMap::new();
+        match kind {
+            Kind::DateMonth => {
+                for study in corpus.all_studies() {
+                    *by_month
+                        .entry((study.date.year, study.date.month))
+                        .or_default() += 1;
+                }
+            }
+            Kind::NamePrefix => by_name_prefix = corpus.studies_by_name_prefix(),
+            Kind::PatientId | Kind::Accession => {}
+        }
+        Requests {
+            corpus,
+            kind,
+            stream: stream * 8 + kind as u64,
+            by_month,
+            by_name_prefix,
+        }
+    }
+
+    pub fn nth(&self, n: u64) -> Request {
+        let c = self.corpus;
+        match self.kind {
+            Kind::PatientId => Request {
+                value: c.patient(c.pick(self.stream, n, c.patients())).id,
+                expected: STUDIES_PER_PATIENT,
+            },
+            Kind::Accession => Request {
+                value: c.study(c.pick(self.stream, n, c.studies())).accession,
+                expected: 1,
+            },
+            Kind::DateMonth => {
+                let m = c.pick(self.stream, n, (corpus::YEARS * 12) as u64) as i64;
+                let (year, month) = (corpus::FIRST_YEAR + m / 12, (m % 12) as u32 + 1);
+                let first = Date {
+                    year,
+                    month,
+                    day: 1,
+                };
+                let last = Date {
+                    day: corpus::days_in_month(year, month),
+                    ..first
+                };
+                Request {
+                    value: format!("{}-{}", first.dicom(), last.dicom()),
+                    expected: self.by_month.get(&(year, month)).copied().unwrap_or(0),
+                }
+            }
+            Kind::NamePrefix => {
+                let prefix =
+                    corpus::name_prefix(&c.patient(c.pick(self.stream, n, c.patients())).name);
+                Request {
+                    expected: self.by_name_prefix.get(&prefix).copied().unwrap_or(0),
+                    value: prefix + "*",
+                }
+            }
+        }
+    }
+}
+
+fn identifier(kind: Kind, value: &str) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from("STUDY"),
+    ));
+    for &(tag, vr) in RETURN_KEYS {
+        let value = if tag == kind.tag() {
+            PrimitiveValue::from(value)
+        } else {
+            PrimitiveValue::Empty
+        };
+        obj.put(DataElement::new(tag, vr, value));
+    }
+    obj
+}
+
+pub struct Target {
+    pub address: String,
+    pub calling_ae: String,
+    pub called_ae: String,
+    pub timeout: Duration,
+}
+
+/// Times `requests` queries of `kind` (after `warmup` untimed ones) on one association.
+/// Returns a JSON report with every latency, match count and status.
+pub async fn run(
+    target: &Target,
+    corpus: &Corpus,
+    kind: Kind,
+    requests: u64,
+    warmup: u64,
+) -> Result<Value> {
+    let options = ClientOptions {
+        calling_ae: target.calling_ae.clone(),
+        called_ae: target.called_ae.clone(),
+        max_pdu: 256 * 1024,
+        timeout: target.timeout,
+    };
+    let proposal = Proposal {
+        abstract_syntax: STUDY_ROOT_FIND.to_owned(),
+        transfer_syntaxes: vec![
+            corpus::TRANSFER_SYNTAX.to_owned(),
+            "1.2.840.10008.1.2".to_owned(),
+        ],
+        scp_role: false,
+    };
+    let mut assoc = ClientAssociation::connect(&target.address, options, &[proposal])
+        .await
+        .with_context(|| format!("association with {}", target.address))?;
+
+    let warm = Requests::new(corpus, kind, 1);
+    for n in 0..warmup {
+        let request = warm.nth(n);
+        assoc
+            .find(STUDY_ROOT_FIND, &identifier(kind, &request.value), |_| {})
+            .await?;
+    }
+
+    let timed = Requests::new(corpus, kind, 0);
+    let mut latencies_ms = Vec::new();
+    let mut matches = Vec::new();
+    let mut expected = Vec::new();
+    let mut values = Vec::new();
+    let mut failures = Vec::new();
+    for n in 0..requests {
+        let request = timed.nth(n);
+        let query = identifier(kind, &request.value);
+        let mut found = 0u64;
+        let start = Instant::now();
+        let (status, comment) = assoc.find(STUDY_ROOT_FIND, &query, |_| found += 1).await?;
+        latencies_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        if status != 0 {
+            failures.push(json!({
+                "value": request.value,
+                "status": format!("{status:04X}"),
+                "comment": comment,
+            }));
+        }
+        matches.push(found);
+        expected.push(request.expected);
+        values.push(request.value);
+    }
+    assoc.release().await?;
+
+    let wrong = matches
+        .iter()
+        .zip(&expected)
+        .filter(|(got, want)| got != want)
+        .count();
+    Ok(json!({
+        "kind": kind.name(),
+        "requests": requests,
+        "warmup": warmup,
+        "latencies_ms": latencies_ms,
+        "matches": matches,
+        "expected": expected,
+        "values": values,
+        "wrong_match_counts": wrong,
+        "failures": failures,
+    }))
+}

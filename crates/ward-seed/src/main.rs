@@ -1,0 +1,238 @@
+//! `ward-seed`: synthetic corpora for Ward's query/retrieve benchmark (`bench/query`).
+//!
+//! - `seed` writes a corpus straight into a Ward index, in batched transactions, without blobs:
+//!   C-FIND never reads them, and a million C-STOREs would measure ingest instead.
+//! - `files` writes the same corpus as Part 10 files (no pixel data), to load into another
+//!   archive through its own front door.
+//! - `find-latency` times study-level C-FIND queries on the corpus against any SCP and checks
+//!   every answer's match count.
+//!
+//! Output is JSON on stdout; progress goes to stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
+use serde_json::json;
+use ward_index::{Index, InsertOutcome, NewInstance, SqliteIndex};
+use ward_types::Uid;
+
+mod corpus;
+mod latency;
+
+use corpus::Corpus;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Synthetic corpora and C-FIND timing for Ward's query benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct CorpusArgs {
+    /// Instances in the corpus: 100 per patient (5 studies of 4 series of 5 instances).
+    #[arg(long)]
+    instances: u64,
+    /// Seed of the corpus; the same seed and size give the same corpus.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index the corpus into an existing Ward index (`ward init` makes one), without blobs.
+    Seed {
+        /// The index database, DATA/index.sqlite.
+        #[arg(long)]
+        index: PathBuf,
+        #[command(flatten)]
+        corpus: CorpusArgs,
+        /// Instances per transaction.
+        #[arg(long, default_value_t = 5000)]
+        batch: u64,
+    },
+    /// Write the corpus as Part 10 files (explicit VR little endian, no pixel data) into
+    /// OUT/NNNN/, a thousand per folder.
+    Files {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        corpus: CorpusArgs,
+    },
+    /// Time study-level C-FIND queries against an SCP that holds the corpus.
+    FindLatency {
+        /// The SCP, as HOST:PORT.
+        address: String,
+        #[command(flatten)]
+        corpus: CorpusArgs,
+        /// The kinds of query to time, each on its own association.
+        #[arg(long, value_enum, required = true, value_delimiter = ',')]
+        kind: Vec<latency::Kind>,
+        /// Timed queries per kind.
+        #[arg(long, default_value_t = 200)]
+        requests: u64,
+        /// Untimed queries per kind before the timed ones (other values than the timed ones).
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
+        #[arg(long, default_value = "WARDSEED")]
+        aet: String,
+        #[arg(long, default_value = "WARD")]
+        aec: String,
+        /// Seconds to wait for any one network step.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ward-seed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Seed {
+            index,
+            corpus,
+            batch,
+        } => seed(&index, Corpus::new(corpus.instances, corpus.seed)?, batch).await,
+        Command::Files { out, corpus } => files(&out, Corpus::new(corpus.instances, corpus.seed)?),
+        Command::FindLatency {
+            address,
+            corpus,
+            kind,
+            requests,
+            warmup,
+            aet,
+            aec,
+            timeout,
+        } => {
+            let target = latency::Target {
+                address,
+                calling_ae: aet,
+                called_ae: aec,
+                timeout: Duration::from_secs(timeout),
+            };
+            let corpus = Corpus::new(corpus.instances, corpus.seed)?;
+            let mut reports = Vec::new();
+            for kind in kind {
+                reports.push(latency::run(&target, &corpus, kind, requests, warmup).await?);
+            }
+            println!("{}", serde_json::to_string(&reports)?);
+            Ok(())
+        }
+    }
+}
+
+fn generate(corpus: Corpus, range: std::ops::Range<u64>) -> Result<Vec<NewInstance>> {
+    range.map(|i| corpus.new_instance(i)).collect()
+}
+
+async fn seed(path: &Path, corpus: Corpus, batch: u64) -> Result<()> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let index = SqliteIndex::open(path, false)
+        .await
+        .with_context(|| path.display().to_string())?;
+    let before = index.counts().await?;
+    let total = corpus.instances();
+    let start = Instant::now();
+    let mut insert_time = Duration::ZERO;
+    let mut done = 0u64;
+    let mut reported = 0u64;
+    // The next batch is generated on another thread while this one is inserted.
+    let mut next = Some(tokio::task::spawn_blocking(move || {
+        generate(corpus, 0..batch.min(total))
+    }));
+    while let Some(pending) = next.take() {
+        let rows = pending.await??;
+        let end = done + rows.len() as u64;
+        if end < total {
+            let following = end..(end + batch).min(total);
+            next = Some(tokio::task::spawn_blocking(move || {
+                generate(corpus, following)
+            }));
+        }
+        let t = Instant::now();
+        let outcomes = index.bulk_insert(&rows).await?;
+        insert_time += t.elapsed();
+        if let Some(bad) = outcomes.iter().find(|o| **o != InsertOutcome::Inserted) {
+            bail!("the index already holds part of this corpus ({bad:?}); seed an empty index");
+        }
+        done = end;
+        if done - reported >= total / 10 || done == total {
+            reported = done;
+            eprintln!(
+                "ward-seed: {done}/{total} instances, {:.0} s",
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let after = index.counts().await?;
+    index.close().await;
+    let added = after.instances - before.instances;
+    if added != total || after.studies - before.studies != corpus.studies() {
+        bail!("the index gained {added} instances, {total} were seeded");
+    }
+    println!(
+        "{}",
+        json!({
+            "instances": total,
+            "patients": corpus.patients(),
+            "studies": corpus.studies(),
+            "series": after.series - before.series,
+            "seconds": seconds,
+            "insert_seconds": insert_time.as_secs_f64(),
+            "instances_per_second": total as f64 / seconds,
+        })
+    );
+    Ok(())
+}
+
+fn files(out: &Path, corpus: Corpus) -> Result<()> {
+    const PER_FOLDER: u64 = 1000;
+    let start = Instant::now();
+    let ts = Uid::parse(corpus::TRANSFER_SYNTAX)?;
+    let mut bytes = 0u64;
+    let mut buf = Vec::with_capacity(2048);
+    for i in 0..corpus.instances() {
+        let folder = out.join(format!("{:04}", i / PER_FOLDER));
+        if i % PER_FOLDER == 0 {
+            std::fs::create_dir_all(&folder).with_context(|| folder.display().to_string())?;
+        }
+        let (attrs, object) = corpus.instance(i);
+        let (Some(class), Some(instance)) = (&attrs.sop_class_uid, &attrs.sop_instance_uid) else {
+            bail!("instance {i} has no SOP class or instance UID");
+        };
+        buf.clear();
+        ward_dicom::write_part10_header(&mut buf, class, instance, &ts)?;
+        object.write_dataset_with_ts(&mut buf, &EXPLICIT_VR_LITTLE_ENDIAN.erased())?;
+        let path = folder.join(format!("{i:08}.dcm"));
+        std::fs::write(&path, &buf).with_context(|| path.display().to_string())?;
+        bytes += buf.len() as u64;
+    }
+    println!(
+        "{}",
+        json!({
+            "instances": corpus.instances(),
+            "bytes": bytes,
+            "seconds": start.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! DIMSE over TLS with certificate-bound AE titles, tried with DCMTK and pynetdicom; and the
+//! exposure guard that refuses to serve plain DIMSE beyond loopback without a declared reason.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use ward_test_support::dicom::Synthetic;
+use ward_test_support::{WardServer, data_dir_with_peers, dcmtk, python_script, ward, ward_ok};
+
+const WARD: &str = env!("CARGO_BIN_EXE_ward");
+
+fn bin() -> &'static Path {
+    Path::new(WARD)
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    server: WardServer,
+    certs: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = data_dir_with_peers(
+            bin(),
+            &[
+                ("MODALITY", "127.0.0.1", "echo,store"),
+                ("VIEWER", "127.0.0.1", "echo,find"),
+            ],
+        );
+        let server = WardServer::start(bin(), &dir.path().join("data"));
+        let certs = tempfile::tempdir().unwrap();
+        for aet in ["MODALITY", "VIEWER"] {
+            server.cli(&[
+                "ae",
+                "issue-cert",
+                aet,
+                "--out",
+                certs.path().join(aet).to_str().unwrap(),
+            ]);
+        }
+        Setup {
+            _dir: dir,
+            server,
+            certs,
+        }
+    }
+
+    fn cert_dir(&self, aet: &str) -> PathBuf {
+        self.certs.path().join(aet)
+    }
+
+    /// DCMTK `echoscu` over TLS as `aet`, with the key and certificate in `creds`.
+    fn echo(&self, aet: &str, creds: &Path) -> Output {
+        dcmtk("echoscu")
+            .arg("+tls")
+            .arg(creds.join("key.pem"))
+            .arg(creds.join("cert.pem"))
+            .arg("+cf")
+            .arg(self.cert_dir("MODALITY").join("ca.pem"))
+            .args(["-aet", aet, "-aec", "WARD", "127.0.0.1"])
+            .arg(self.server.tls_port.to_string())
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn dcmtk_over_tls_with_ward_issued_certificates() {
+    let s = Setup::new();
+    let out = s.echo("MODALITY", &s.cert_dir("MODALITY"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("ct.dcm");
+    Synthetic::ct().write_part10(&path, None);
+    let creds = s.cert_dir("MODALITY");
+    let out = dcmtk("storescu")
+        .arg("+tls")
+        .arg(creds.join("key.pem"))
+        .arg(creds.join("cert.pem"))
+        .arg("+cf")
+        .arg(creds.join("ca.pem"))
+        .args(["-aet", "MODALITY", "-aec", "WARD", "127.0.0.1"])
+        .arg(s.server.tls_port.to_string())
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let viewer = s.cert_dir("VIEWER");
+    let out = dcmtk("findscu")
+        .arg("+tls")
+        .arg(viewer.join("key.pem"))
+        .arg(viewer.join("cert.pem"))
+        .arg("+cf")
+        .arg(viewer.join("ca.pem"))
+        .args(["-S", "-aet", "VIEWER", "-aec", "WARD"])
+        .args([
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            "PatientID=TEST-0001",
+        ])
+        .args(["127.0.0.1", &s.server.tls_port.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn wrong_certificates_and_plain_tcp_to_the_tls_port_fail() {
+    let s = Setup::new();
+    // Another AE's certificate, valid and issued by Ward: refused for this AE title.
+    let out = s.echo("MODALITY", &s.cert_dir("VIEWER"));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Rejected"), "{}", text(&out));
+
+    // A certificate from another CA, with the right AE title as its name: refused by TLS.
+    let stranger = tempfile::tempdir().unwrap();
+    let other_ca = ward_auth::pki::generate_ca("elsewhere").unwrap();
+    let forged =
+        ward_auth::pki::issue_client_cert(&other_ca, &"MODALITY".parse().unwrap()).unwrap();
+    std::fs::write(stranger.path().join("key.pem"), &forged.key_pem).unwrap();
+    std::fs::write(stranger.path().join("cert.pem"), &forged.cert_pem).unwrap();
+    let out = s.echo("MODALITY", stranger.path());
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // No certificate at all.
+    let out = dcmtk("echoscu")
+        .args(["+tla", "+cf"])
+        .arg(s.cert_dir("MODALITY").join("ca.pem"))
+        .args(["-aet", "MODALITY", "-aec", "WARD", "127.0.0.1"])
+        .arg(s.server.tls_port.to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // Plain DIMSE to the TLS port.
+    let out = dcmtk("echoscu")
+        .args(["-to", "5", "-aet", "MODALITY", "-aec", "WARD", "127.0.0.1"])
+        .arg(s.server.tls_port.to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // The foreign certificate works once an administrator pins it for that AE.
+    let cert_path = stranger.path().join("cert.pem");
+    s.server.cli(&["ae", "remove", "MODALITY"]);
+    s.server.cli(&[
+        "ae",
+        "add",
+        "MODALITY",
+        "--host",
+        "127.0.0.1",
+        "--allow",
+        "echo",
+        "--cert",
+        cert_path.to_str().unwrap(),
+    ]);
+    let out = s.echo("MODALITY", stranger.path());
+    assert!(out.status.success(), "{}", text(&out));
+    // …and only for that AE.
+    let out = s.echo("VIEWER", stranger.path());
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn pynetdicom_over_tls() {
+    let s = Setup::new();
+    let creds = s.cert_dir("MODALITY");
+    let out = python_script("tls_echo.py")
+        .args([
+            "127.0.0.1",
+            &s.server.tls_port.to_string(),
+            "MODALITY",
+            "WARD",
+        ])
+        .arg(creds.join("ca.pem"))
+        .arg(creds.join("cert.pem"))
+        .arg(creds.join("key.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ACCEPTED 0x0",
+        "{}",
+        text(&out)
+    );
+    let viewer = s.cert_dir("VIEWER");
+    let out = python_script("tls_echo.py")
+        .args([
+            "127.0.0.1",
+            &s.server.tls_port.to_string(),
+            "MODALITY",
+            "WARD",
+        ])
+        .arg(viewer.join("ca.pem"))
+        .arg(viewer.join("cert.pem"))
+        .arg(viewer.join("key.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "REJECTED",
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn plain_dimse_beyond_loopback_needs_a_declared_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    ward_ok(bin(), &["init", "--data", d]);
+    ward_ok(
+        bin(),
+        &[
+            "ae",
+            "add",
+            "CT",
+            "--host",
+            "127.0.0.1",
+            "--allow",
+            "store",
+            "--data",
+            d,
+        ],
+    );
+    let out = ward(
+        bin(),
+        &[
+            "serve",
+            "--data",
+            d,
+            "--dicom-listen",
+            "0.0.0.0:0",
+            "--dicom-tls-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to serve plain DIMSE"), "{stderr}");
+    assert!(stderr.contains("--legacy-plain"), "{stderr}");
+
+    // A declared legacy modality is the reason; it is listed as a risk.
+    ward_ok(
+        bin(),
+        &[
+            "ae",
+            "add",
+            "OLDCT",
+            "--host",
+            "10.9.8.7",
+            "--allow",
+            "store",
+            "--legacy-plain",
+            "--data",
+            d,
+        ],
+    );
+    let list = ward_ok(bin(), &["ae", "list", "--data", d]);
+    assert!(
+        list.contains("plain (legacy)") && list.contains("unencrypted"),
+        "{list}"
+    );
+    let server = WardServer::start_with(bin(), &data, &["--dicom-listen", "0.0.0.0:0"]);
+    assert!(server.log().contains("risk: OLDCT"), "{}", server.log());
+}
