@@ -3,6 +3,7 @@
 //! no decision depends on I/O that could fail open.
 
 pub mod pki;
+pub mod throttle;
 pub mod tls;
 
 use std::net::IpAddr;
@@ -54,6 +55,8 @@ pub enum RejectCause {
     NoOperationsAllowed,
     CertificateNotForThisAe,
     PlainTransportNotAllowed,
+    /// Too many recent failures for this calling AE title (decided by the caller's tracker).
+    Throttled,
 }
 
 impl RejectCause {
@@ -67,6 +70,7 @@ impl RejectCause {
             RejectCause::CertificateNotForThisAe => {
                 "client certificate was not issued or pinned for this AE title"
             }
+            RejectCause::Throttled => "calling AE title in back-off after repeated failures",
             RejectCause::PlainTransportNotAllowed => {
                 "plain TCP from beyond loopback by a peer not declared legacy"
             }

@@ -42,6 +42,31 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub query: QueryConfig,
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// Back-off after failed associations (unknown titles, wrong certificates, wrong addresses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Failures from one source address, or for one AE title, within the window that block it.
+    pub failed_associations_threshold: u32,
+    pub failure_window_secs: u64,
+    /// The first block; each further one doubles, up to the maximum.
+    pub backoff_secs: u64,
+    pub max_backoff_secs: u64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            failed_associations_threshold: 10,
+            failure_window_secs: 60,
+            backoff_secs: 30,
+            max_backoff_secs: 900,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +134,8 @@ pub struct QueryConfig {
     pub max_retrieve_instances: u32,
     /// Whether person names match case-insensitively (PS3.4 C.2.2.2.1 leaves it to the SCP).
     pub pn_case_insensitive: bool,
+    /// Matches one identity (calling AE title) may receive per hour, all queries together.
+    pub max_matches_per_hour: u64,
 }
 
 impl Default for QueryConfig {
@@ -117,6 +144,7 @@ impl Default for QueryConfig {
             max_matches: 1000,
             max_retrieve_instances: 100_000,
             pn_case_insensitive: true,
+            max_matches_per_hour: 20_000,
         }
     }
 }
@@ -128,6 +156,7 @@ impl Default for Config {
             dicom: DicomConfig::default(),
             storage: StorageConfig::default(),
             query: QueryConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }

@@ -65,6 +65,7 @@ impl Geometry {
         let uint = |tag: Tag, name: &str| {
             obj.get(tag)
                 .and_then(|e| e.to_int::<u32>().ok())
+                .and_then(|n| usize::try_from(n).ok())
                 .ok_or_else(|| invalid(format!("{name} missing or not a number")))
         };
         let frames = match obj.get(tags::NUMBER_OF_FRAMES) {
@@ -73,14 +74,14 @@ impl Geometry {
         };
         let bits = uint(tags::BITS_ALLOCATED, "Bits Allocated")?;
         let geometry = Geometry {
-            rows: widen(uint(tags::ROWS, "Rows")?),
-            columns: widen(uint(tags::COLUMNS, "Columns")?),
-            samples: widen(uint(tags::SAMPLES_PER_PIXEL, "Samples per Pixel")?),
+            rows: uint(tags::ROWS, "Rows")?,
+            columns: uint(tags::COLUMNS, "Columns")?,
+            samples: uint(tags::SAMPLES_PER_PIXEL, "Samples per Pixel")?,
             bytes_per_sample: match bits {
-                8 | 16 | 32 => widen(bits / 8),
+                8 | 16 | 32 => bits / 8,
                 _ => return Err(invalid(format!("Bits Allocated {bits} is not decoded"))),
             },
-            frames: widen(frames),
+            frames,
             photometric: obj
                 .get(tags::PHOTOMETRIC_INTERPRETATION)
                 .and_then(|e| e.to_str().ok())
@@ -119,11 +120,6 @@ impl Geometry {
     fn frame_len(&self) -> usize {
         self.rows * self.columns * self.samples * self.bytes_per_sample
     }
-}
-
-/// A u32 as usize: Ward builds only for targets where usize has at least 32 bits.
-fn widen(n: u32) -> usize {
-    n as usize
 }
 
 fn invalid(why: String) -> TranscodeError {
@@ -272,7 +268,7 @@ fn decode_rle(
             header
                 .get(i * 4..i * 4 + 4)
                 .and_then(|b| b.try_into().ok())
-                .map(|b| widen(u32::from_le_bytes(b)))
+                .and_then(|b| usize::try_from(u32::from_le_bytes(b)).ok())
         };
         if le32(0) != Some(segments) {
             return Err(invalid(format!(
@@ -322,7 +318,7 @@ fn unpack_bits<'a>(input: &[u8], mut slots: impl Iterator<Item = &'a mut u8>) ->
     };
     let mut input = input.iter().copied();
     while let Some(header) = input.next() {
-        let full = match header as i8 {
+        let done = match header as i8 {
             n @ 0.. => input.by_ref().take(n as usize + 1).any(|b| !put(b)),
             -128 => false,
             n => match input.next() {
@@ -330,7 +326,7 @@ fn unpack_bits<'a>(input: &[u8], mut slots: impl Iterator<Item = &'a mut u8>) ->
                 None => true,
             },
         };
-        if full {
+        if done {
             break;
         }
     }
@@ -417,7 +413,7 @@ fn decode_jpeg(
             }
         }
         out.extend_from_slice(&pixels);
-        pos = start + usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+        pos = start.saturating_add(usize::try_from(cursor.position()).unwrap_or(usize::MAX));
     }
     Ok(())
 }

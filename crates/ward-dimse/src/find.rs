@@ -1,6 +1,8 @@
 //! C-FIND SCP: the identifier becomes a query for the one query engine; matches go back as
 //! pending responses, with C-CANCEL honoured between them.
 
+use std::time::Instant;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 use ward_audit::{Action, AuditEvent, Outcome};
@@ -20,10 +22,17 @@ where
 {
     let (code, comment, matches, keys) = match parse(request, identifier) {
         Err((code, comment)) => (code, Some(comment), 0, serde_json::Value::Null),
-        Ok(query) => {
-            let (code, comment, matches) = answer(session, request, &query).await?;
-            (code, comment, matches, audit_keys(&query))
-        }
+        Ok(query) => match allowance(session, &query).await {
+            Err((code, comment)) => (code, Some(comment), 0, audit_keys(&query)),
+            Ok(allowed) => {
+                let (code, comment, matches) = answer(session, request, &query, allowed).await?;
+                let ae = session.peer.ae.as_str().to_owned();
+                if let Ok(mut budget) = session.server.match_budget.lock() {
+                    budget.spend(ae, matches as u64, Instant::now());
+                }
+                (code, comment, matches, audit_keys(&query))
+            }
+        },
     };
     let outcome = if status::is_success_or_warning(code) || code == status::CANCEL {
         Outcome::Success
@@ -49,18 +58,60 @@ where
     session.respond(request, response).await
 }
 
-/// Sends the matches as pending responses; returns the final status, its comment and the
-/// number of matches sent.
+/// The anti-enumeration policy (DESIGN.md §1.3): a query that names no patient, study, date
+/// or accession — only universal or wildcard-only keys at PATIENT or STUDY level — is refused
+/// (only an administrator may enumerate, and DIMSE peers are not administrators); and each
+/// calling AE title has an hourly budget of matches. Returns how many matches this query may
+/// return; a refusal is recorded as a security alert.
+async fn allowance<S>(session: &Session<'_, S>, query: &Query) -> Result<u32, (u16, String)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &session.server.config;
+    let (code, comment, alert) = if ward_query::is_enumeration(query) {
+        (
+            status::NOT_AUTHORIZED,
+            "enumeration refused: name a patient, study, date or accession",
+            "enumeration",
+        )
+    } else {
+        let ae = session.peer.ae.as_str().to_owned();
+        let remaining = session
+            .server
+            .match_budget
+            .lock()
+            .map(|b| b.remaining(&ae, Instant::now()))
+            .unwrap_or(0);
+        if remaining > 0 {
+            return Ok(config
+                .max_matches
+                .min(u32::try_from(remaining).unwrap_or(u32::MAX)));
+        }
+        (
+            status::OUT_OF_RESOURCES,
+            "hourly match budget spent for this AE title",
+            "match budget",
+        )
+    };
+    info!(alert, "query refused by policy");
+    let event = AuditEvent::new(Action::SecurityAlert, session.peer.actor())
+        .with_detail(serde_json::json!({ "alert_type": alert, "keys": audit_keys(query) }));
+    let _ = session.server.audit(event).await;
+    Err((code, comment.to_owned()))
+}
+
+/// Sends at most `cap` matches as pending responses; returns the final status, its comment
+/// and the number of matches sent.
 async fn answer<S>(
     session: &mut Session<'_, S>,
     request: &Request,
     query: &Query,
+    cap: u32,
 ) -> Result<(u16, Option<String>, usize), End>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &session.server.config;
-    let cap = config.max_matches;
     let options = QueryOptions {
         pn_case_insensitive: config.pn_case_insensitive,
     };

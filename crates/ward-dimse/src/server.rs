@@ -6,10 +6,11 @@
 //! its DIMSE messages.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
@@ -21,7 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, info_span, warn};
 use ward_audit::{Action, Actor, AuditEvent, Outcome};
-use ward_auth::{Admission, AssociationFacts, PeerCertificate, Transport};
+use ward_auth::throttle::{Budget, FailureTracker};
+use ward_auth::{Admission, AssociationFacts, PeerCertificate, RejectCause, Transport};
 use ward_ingest::Ingest;
 use ward_types::AeTitle;
 
@@ -53,6 +55,13 @@ pub struct ServerConfig {
     pub connect_timeout: Duration,
     /// The TLS listener's configuration, when Ward has one.
     pub tls: Option<TlsSetup>,
+    /// Back-off after failed associations (per source address and per calling AE title).
+    pub failure_threshold: u32,
+    pub failure_window: Duration,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Matches one calling AE title may receive per hour.
+    pub max_matches_per_hour: u64,
 }
 
 /// What the TLS listener needs: the rustls configuration (client certificates required) and the
@@ -75,6 +84,10 @@ impl std::fmt::Debug for TlsSetup {
 pub struct Server {
     pub(crate) config: ServerConfig,
     pub(crate) ingest: Arc<Ingest>,
+    failures_by_addr: Mutex<FailureTracker<IpAddr>>,
+    failures_by_ae: Mutex<FailureTracker<String>>,
+    /// Matches returned per calling AE title this hour.
+    pub(crate) match_budget: Mutex<Budget<String>>,
     slots: Arc<Semaphore>,
     /// Connections being turned away for lack of slots, bounded too.
     overflow: Arc<Semaphore>,
@@ -85,7 +98,24 @@ impl Server {
     pub fn new(config: ServerConfig, ingest: Arc<Ingest>) -> Arc<Server> {
         let slots = Arc::new(Semaphore::new(config.max_associations));
         let overflow = Arc::new(Semaphore::new(config.max_associations));
+        fn tracker<K: Eq + std::hash::Hash + Clone>(config: &ServerConfig) -> FailureTracker<K> {
+            FailureTracker::new(
+                config.failure_window,
+                config.failure_threshold,
+                config.backoff,
+                config.max_backoff,
+            )
+        }
+        let failures_by_addr = Mutex::new(tracker(&config));
+        let failures_by_ae = Mutex::new(tracker(&config));
+        let match_budget = Mutex::new(Budget::new(
+            Duration::from_secs(3600),
+            config.max_matches_per_hour,
+        ));
         Arc::new(Server {
+            failures_by_addr,
+            failures_by_ae,
+            match_budget,
             config,
             ingest,
             slots,
@@ -126,6 +156,9 @@ impl Server {
         let Some((stream, peer)) = usable(accepted).await else {
             return;
         };
+        if self.address_blocked(peer) {
+            return;
+        }
         let server = Arc::clone(self);
         tokio::spawn(async move { server.handle(stream, peer, None).await });
     }
@@ -134,13 +167,19 @@ impl Server {
         let Some((stream, peer)) = usable(accepted).await else {
             return;
         };
+        if self.address_blocked(peer) {
+            return;
+        }
         let server = Arc::clone(self);
         tokio::spawn(async move {
             let id = server.next_id.fetch_add(1, Ordering::Relaxed);
             let span = info_span!("tls", id, peer = %peer);
             async {
-                if let Some((stream, cert)) = server.handshake(stream).await {
-                    Arc::clone(&server).handle(stream, peer, Some(cert)).await;
+                match server.handshake(stream).await {
+                    Some((stream, cert)) => {
+                        Arc::clone(&server).handle(stream, peer, Some(cert)).await;
+                    }
+                    None => server.failed(peer, None, "TLS handshake refused").await,
                 }
             }
             .instrument(span)
@@ -300,31 +339,42 @@ impl Server {
                 None => Transport::Plain,
             },
         };
-        let (peer_ae, allowed) =
-            match ward_auth::admit(&facts, &config.ae_title, registered.as_ref()) {
-                Admission::Accept { peer, allowed } => (peer, allowed),
-                Admission::Reject(cause) => {
-                    info!(cause = cause.as_str(), "association rejected");
-                    let actor = Actor {
-                        ae_title: Some(rq.calling_ae_title.trim().to_owned()),
-                        address: Some(addr.to_string()),
-                        certificate: cert.as_ref().and_then(|c| c.subject.clone()),
-                        ..Actor::default()
-                    };
-                    let event = AuditEvent::new(Action::AssociationRejected, actor)
-                        .with_outcome(Outcome::Failure {
-                            status: None,
-                            reason: cause.as_str().to_owned(),
-                        })
-                        .with_detail(serde_json::json!({
-                            "called_ae_title": rq.called_ae_title.trim(),
-                        }));
-                    // Recorded before the answer; the answer is the same either way.
-                    let _ = self.audit(event).await;
-                    reject(stream, no_reason()).await?;
-                    return Ok(None);
-                }
-            };
+        let calling_blocked = self
+            .failures_by_ae
+            .lock()
+            .map(|t| t.blocked(&rq.calling_ae_title.trim().to_owned(), Instant::now()))
+            .unwrap_or(false);
+        let admission = if calling_blocked {
+            Admission::Reject(RejectCause::Throttled)
+        } else {
+            ward_auth::admit(&facts, &config.ae_title, registered.as_ref())
+        };
+        let (peer_ae, allowed) = match admission {
+            Admission::Accept { peer, allowed } => (peer, allowed),
+            Admission::Reject(cause) => {
+                info!(cause = cause.as_str(), "association rejected");
+                let actor = Actor {
+                    ae_title: Some(rq.calling_ae_title.trim().to_owned()),
+                    address: Some(addr.to_string()),
+                    certificate: cert.as_ref().and_then(|c| c.subject.clone()),
+                    ..Actor::default()
+                };
+                let event = AuditEvent::new(Action::AssociationRejected, actor)
+                    .with_outcome(Outcome::Failure {
+                        status: None,
+                        reason: cause.as_str().to_owned(),
+                    })
+                    .with_detail(serde_json::json!({
+                        "called_ae_title": rq.called_ae_title.trim(),
+                    }));
+                // Recorded before the answer; the answer is the same either way.
+                let _ = self.audit(event).await;
+                self.failed(addr, Some(rq.calling_ae_title.trim()), cause.as_str())
+                    .await;
+                reject(stream, no_reason()).await?;
+                return Ok(None);
+            }
+        };
 
         let negotiated =
             negotiation::negotiate(&rq.presentation_contexts, &rq.user_variables, allowed);
@@ -394,6 +444,56 @@ async fn usable(
 }
 
 impl Server {
+    /// Whether connections from `peer` are in back-off; they are closed unanswered.
+    fn address_blocked(&self, peer: SocketAddr) -> bool {
+        let blocked = self
+            .failures_by_addr
+            .lock()
+            .map(|t| t.blocked(&peer.ip().to_canonical(), Instant::now()))
+            .unwrap_or(false);
+        if blocked {
+            debug!(peer = %peer, "connection refused: address in back-off");
+        }
+        blocked
+    }
+
+    /// Counts a failed association against its source address and calling AE title; a
+    /// threshold crossed is a security alert in the audit trail.
+    async fn failed(&self, peer: SocketAddr, calling_ae: Option<&str>, reason: &str) {
+        let now = Instant::now();
+        let ip = peer.ip().to_canonical();
+        let by_addr = self
+            .failures_by_addr
+            .lock()
+            .ok()
+            .and_then(|mut t| t.failure(ip, now));
+        let by_ae = calling_ae.and_then(|ae| {
+            self.failures_by_ae
+                .lock()
+                .ok()
+                .and_then(|mut t| t.failure(ae.to_owned(), now))
+        });
+        for (what, trip) in [("source address", by_addr), ("calling AE title", by_ae)] {
+            let Some(trip) = trip else { continue };
+            let seconds = trip.until.saturating_duration_since(now).as_secs();
+            warn!(peer = %peer, blocked_for_secs = seconds, "{what} blocked after repeated failed associations");
+            let actor = Actor {
+                ae_title: calling_ae.map(str::to_owned),
+                address: Some(peer.to_string()),
+                ..Actor::default()
+            };
+            let event =
+                AuditEvent::new(Action::SecurityAlert, actor).with_detail(serde_json::json!({
+                    "alert_type": "failed associations",
+                    "blocked": what,
+                    "blocked_for_secs": seconds,
+                    "trips": trip.trips,
+                    "last_reason": reason,
+                }));
+            let _ = self.audit(event).await;
+        }
+    }
+
     /// Appends to the audit trail; a failure is logged (without the event) and returned so
     /// that the caller can refuse what it was about to do.
     pub(crate) async fn audit(&self, event: AuditEvent) -> Result<(), ()> {

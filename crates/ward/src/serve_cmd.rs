@@ -112,6 +112,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
                 policy,
                 pinned,
             }),
+            failure_threshold: config.security.failed_associations_threshold,
+            failure_window: Duration::from_secs(config.security.failure_window_secs),
+            backoff: Duration::from_secs(config.security.backoff_secs),
+            max_backoff: Duration::from_secs(config.security.max_backoff_secs),
+            max_matches_per_hour: config.query.max_matches_per_hour,
         },
         ingest,
     );

@@ -327,3 +327,49 @@ fn associations_beyond_the_limit_are_rejected_as_transient() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_still_serving(&server);
 }
+
+/// Guessing AE titles trips the back-off: after the threshold, connections from that address
+/// are closed unanswered for a while, and the trip is a security alert in the audit trail.
+#[test]
+fn repeated_failed_associations_back_off() {
+    let bin = Path::new(WARD);
+    let dir = data_dir_with_peers(bin, &[("ATTACKER", "127.0.0.1", "echo")]);
+    let data = dir.path().join("data");
+    let config = data.join("ward.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "failed_associations_threshold = 10",
+            "failed_associations_threshold = 3",
+        ),
+    )
+    .unwrap();
+    let server = WardServer::start(bin, &data);
+    let contexts: &[(u8, &str, &[&str])] = &[(1, VERIFICATION, &[EXPLICIT_VR_LE])];
+    for guess in ["ORTHANC", "DCM4CHEE", "ANY-SCP"] {
+        let mut raw = Raw::connect(&server.addr());
+        assert!(matches!(
+            raw.associate(guess, "WARD", contexts),
+            Answer::Pdu(raw::ASSOCIATE_RJ, _)
+        ));
+    }
+    // Now even the registered title is turned away from this address.
+    let mut raw = Raw::connect(&server.addr());
+    assert_eq!(raw.associate("ATTACKER", "WARD", contexts), Answer::Closed);
+    assert!(server.stop().success());
+    let log = ward_test_support::ward_ok(
+        bin,
+        &[
+            "audit-log",
+            "show",
+            "--json",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        log.contains("security_alert") && log.contains("failed associations"),
+        "{log}"
+    );
+}

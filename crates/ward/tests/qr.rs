@@ -436,10 +436,12 @@ fn cancel_is_honoured() {
         dicom_core::VR::CS,
         "STUDY",
     );
+    // An open date range: broad, but not the universal query the anti-enumeration policy
+    // refuses.
     identifier.put_str(
-        dicom_dictionary_std::tags::PATIENT_NAME,
-        dicom_core::VR::PN,
-        "",
+        dicom_dictionary_std::tags::STUDY_DATE,
+        dicom_core::VR::DA,
+        "19000101-",
     );
     let mut bytes = Vec::new();
     identifier
@@ -465,7 +467,12 @@ fn cancel_is_honoured() {
     );
     assert!(raw.release());
 
-    let (out, uids) = findscu(&a.server, "QR", &["PatientName"], &["--cancel", "1", "-v"]);
+    let (out, uids) = findscu(
+        &a.server,
+        "QR",
+        &["StudyDate=19000101-"],
+        &["--cancel", "1", "-v"],
+    );
     assert!(!uids.is_empty() && uids.len() <= 3, "{}", text(&out));
     assert!(
         text(&out).contains("Releasing Association"),
@@ -508,9 +515,45 @@ fn cap_on_matches_is_reported() {
         ],
     );
     assert!(out.status.success());
-    let (out, uids) = findscu(&server, "QR", &["PatientID"], &["-d"]);
+    let (out, uids) = findscu(&server, "QR", &["StudyDate=19000101-"], &["-d"]);
     assert_eq!(uids.len(), 2, "{}", text(&out));
     assert!(text(&out).contains("more than 2 matches"), "{}", text(&out));
+}
+
+/// "Give me every patient": refused to a DIMSE peer, recorded as a security alert.
+#[test]
+fn enumeration_is_refused() {
+    let a = archive(&[]);
+    for keys in [
+        &["PatientName=*"][..],
+        &["PatientName"],
+        &["PatientID=*", "PatientName=*"],
+    ] {
+        let (out, uids) = findscu(&a.server, "QR", keys, &["-d"]);
+        assert!(uids.is_empty(), "{keys:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("enumeration refused"),
+            "{keys:?}: {}",
+            text(&out)
+        );
+    }
+    let mut patient_level = dcmtk("findscu");
+    patient_level
+        .args(["-P", "-aet", "QR", "-aec", "WARD"])
+        .args([
+            "-k",
+            "QueryRetrieveLevel=PATIENT",
+            "-k",
+            "PatientID",
+            "-k",
+            "PatientName=*",
+        ])
+        .args(["127.0.0.1", &a.server.port.to_string()]);
+    let out = run(&mut patient_level);
+    assert!(!text(&out).contains("Pending"), "{}", text(&out));
+    // A query that names something is answered.
+    let (_, uids) = findscu(&a.server, "QR", &["PatientName=DOE*"], &[]);
+    assert_eq!(uids, study_uids(&a, &[0, 1]));
 }
 
 #[test]
