@@ -2,6 +2,7 @@
 //! what the registry says) and returns a decision, so every case can be tested exhaustively and
 //! no decision depends on I/O that could fail open.
 
+pub mod identity;
 pub mod pki;
 pub mod throttle;
 pub mod tls;
@@ -57,6 +58,10 @@ pub enum RejectCause {
     PlainTransportNotAllowed,
     /// Too many recent failures for this calling AE title (decided by the caller's tracker).
     Throttled,
+    /// The AE must identify a user and the association did not.
+    IdentityRequired,
+    /// The user identity sent did not check out.
+    IdentityFailed,
 }
 
 impl RejectCause {
@@ -71,6 +76,8 @@ impl RejectCause {
                 "client certificate was not issued or pinned for this AE title"
             }
             RejectCause::Throttled => "calling AE title in back-off after repeated failures",
+            RejectCause::IdentityRequired => "user identity required and not given",
+            RejectCause::IdentityFailed => "user identity did not check out",
             RejectCause::PlainTransportNotAllowed => {
                 "plain TCP from beyond loopback by a peer not declared legacy"
             }
@@ -140,6 +147,7 @@ mod tests {
             cert_sha256: None,
             // The address-based tests below use non-loopback addresses over plain TCP.
             legacy_plain: true,
+            identity: Default::default(),
         }
     }
 

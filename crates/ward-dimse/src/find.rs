@@ -60,7 +60,7 @@ where
 
 /// The anti-enumeration policy (DESIGN.md §1.3): a query that names no patient, study, date
 /// or accession — only universal or wildcard-only keys at PATIENT or STUDY level — is refused
-/// (only an administrator may enumerate, and DIMSE peers are not administrators); and each
+/// (only a user verified as an administrator may enumerate); and each
 /// calling AE title has an hourly budget of matches. Returns how many matches this query may
 /// return; a refusal is recorded as a security alert.
 async fn allowance<S>(session: &Session<'_, S>, query: &Query) -> Result<u32, (u16, String)>
@@ -68,7 +68,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &session.server.config;
-    let (code, comment, alert) = if ward_query::is_enumeration(query) {
+    let enumerating = ward_query::is_enumeration(query)
+        && !ward_auth::identity::may_enumerate(session.peer.user.as_ref());
+    let (code, comment, alert) = if enumerating {
         (
             status::NOT_AUTHORIZED,
             "enumeration refused: name a patient, study, date or accession",

@@ -15,17 +15,19 @@ use std::time::Instant;
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
     AssociationRJServiceProviderASCEReason, AssociationRJServiceProviderPresentationReason,
-    AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, Pdu,
+    AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, Pdu, UserIdentityType,
+    UserVariableItem,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, info_span, warn};
 use ward_audit::{Action, Actor, AuditEvent, Outcome};
+use ward_auth::identity::{self, IdentityCheck};
 use ward_auth::throttle::{Budget, FailureTracker};
 use ward_auth::{Admission, AssociationFacts, PeerCertificate, RejectCause, Transport};
 use ward_ingest::Ingest;
-use ward_types::AeTitle;
+use ward_types::{AeTitle, UserName};
 
 use crate::negotiation;
 use crate::pdu::{self, Incoming, PduError};
@@ -88,6 +90,9 @@ pub struct Server {
     failures_by_ae: Mutex<FailureTracker<String>>,
     /// Matches returned per calling AE title this hour.
     pub(crate) match_budget: Mutex<Budget<String>>,
+    /// An Argon2id hash of a random password, verified against when a user name is unknown so
+    /// that the time an answer takes does not tell which user names exist.
+    dummy_hash: String,
     slots: Arc<Semaphore>,
     /// Connections being turned away for lack of slots, bounded too.
     overflow: Arc<Semaphore>,
@@ -112,7 +117,11 @@ impl Server {
             Duration::from_secs(3600),
             config.max_matches_per_hour,
         ));
+        let dummy_hash = identity::generate_password()
+            .and_then(|p| identity::hash_password(&p))
+            .unwrap_or_default();
         Arc::new(Server {
+            dummy_hash,
             failures_by_addr,
             failures_by_ae,
             match_budget,
@@ -349,17 +358,34 @@ impl Server {
         } else {
             ward_auth::admit(&facts, &config.ae_title, registered.as_ref())
         };
-        let (peer_ae, allowed) = match admission {
-            Admission::Accept { peer, allowed } => (peer, allowed),
-            Admission::Reject(cause) => {
+        let claim = user_identity(&rq.user_variables);
+        let decision = match admission {
+            Admission::Reject(cause) => Err(cause),
+            Admission::Accept { peer, allowed } => {
+                let mode = registered.as_ref().map(|r| r.identity).unwrap_or_default();
+                let check = self.check_identity(claim.as_ref(), cert.is_some()).await;
+                identity::decide_identity(mode, &check).map(|user| {
+                    let allowed = identity::effective_operations(allowed, user.as_ref());
+                    (peer, allowed, user)
+                })
+            }
+        };
+        let (peer_ae, allowed, user) = match decision {
+            Ok(accepted) => accepted,
+            Err(cause) => {
                 info!(cause = cause.as_str(), "association rejected");
                 let actor = Actor {
                     ae_title: Some(rq.calling_ae_title.trim().to_owned()),
+                    user: claim.as_ref().map(|c| c.user.clone()),
                     address: Some(addr.to_string()),
                     certificate: cert.as_ref().and_then(|c| c.subject.clone()),
-                    ..Actor::default()
                 };
-                let event = AuditEvent::new(Action::AssociationRejected, actor)
+                let action = if matches!(cause, RejectCause::IdentityFailed) {
+                    Action::LoginFailed
+                } else {
+                    Action::AssociationRejected
+                };
+                let event = AuditEvent::new(action, actor)
                     .with_outcome(Outcome::Failure {
                         status: None,
                         reason: cause.as_str().to_owned(),
@@ -380,6 +406,15 @@ impl Server {
             negotiation::negotiate(&rq.presentation_contexts, &rq.user_variables, allowed);
         let mut user_variables = negotiation::our_user_variables(config.max_pdu);
         user_variables.extend(negotiated.role_replies);
+        if user.is_some()
+            && claim
+                .as_ref()
+                .is_some_and(|c| c.positive_response_requested)
+        {
+            // User Identity Negotiation AC (PS3.7 D.3.3.7.2): an empty server response, which
+            // is what a username or passcode identity gets back.
+            user_variables.push(UserVariableItem::Unknown(0x59, vec![0, 0]));
+        }
         let ac = AssociationAC {
             protocol_version: 1,
             calling_ae_title: rq.calling_ae_title.clone(),
@@ -396,6 +431,7 @@ impl Server {
         );
         let peer = Peer {
             ae: peer_ae,
+            user,
             addr,
             allowed,
             contexts: negotiated.accepted.into_iter().map(|c| (c.id, c)).collect(),
@@ -443,7 +479,92 @@ async fn usable(
     }
 }
 
+/// The user identity item of an A-ASSOCIATE-RQ, as sent.
+struct IdentityClaim {
+    kind: UserIdentityType,
+    user: String,
+    secondary: Vec<u8>,
+    positive_response_requested: bool,
+}
+
+impl std::fmt::Debug for IdentityClaim {
+    // The passcode or token is a secret: never in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityClaim")
+            .field("kind", &self.kind)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn user_identity(items: &[UserVariableItem]) -> Option<IdentityClaim> {
+    items.iter().find_map(|item| match item {
+        UserVariableItem::UserIdentityItem(id) => Some(IdentityClaim {
+            kind: id.identity_type(),
+            user: String::from_utf8_lossy(&id.primary_field())
+                .trim_end_matches(['\0', ' '])
+                .to_owned(),
+            secondary: id.secondary_field(),
+            positive_response_requested: id.positive_response_requested(),
+        }),
+        _ => None,
+    })
+}
+
 impl Server {
+    /// Checks an association's user identity against the local users. A passcode is accepted
+    /// only over TLS, where it cannot be read off the wire.
+    async fn check_identity(&self, claim: Option<&IdentityClaim>, tls: bool) -> IdentityCheck {
+        let Some(claim) = claim else {
+            return IdentityCheck::NotSent;
+        };
+        match claim.kind {
+            UserIdentityType::Username => IdentityCheck::Asserted(claim.user.clone()),
+            UserIdentityType::UsernamePassword if !tls => {
+                IdentityCheck::Failed("passcode sent over plain TCP")
+            }
+            UserIdentityType::UsernamePassword => {
+                let Ok(name) = UserName::parse(&claim.user) else {
+                    return IdentityCheck::Failed("unknown user or wrong passcode");
+                };
+                let record = match self.ingest.index().user_get(&name).await {
+                    Ok(Some(record)) => record,
+                    Ok(None) => {
+                        // Spend the time a verification takes, so that the answer's timing
+                        // does not tell which user names exist.
+                        let passcode = claim.secondary.clone();
+                        let dummy = self.dummy_hash.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            identity::verify_password(&passcode, &dummy)
+                        })
+                        .await;
+                        return IdentityCheck::Failed("unknown user or wrong passcode");
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "user lookup failed");
+                        return IdentityCheck::Failed("user lookup failed");
+                    }
+                };
+                let passcode = claim.secondary.clone();
+                let hash = record.password_hash.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    identity::verify_password(&passcode, &hash)
+                })
+                .await
+                .unwrap_or(false);
+                if ok {
+                    IdentityCheck::Verified {
+                        user: record.name,
+                        role: record.role,
+                    }
+                } else {
+                    IdentityCheck::Failed("unknown user or wrong passcode")
+                }
+            }
+            _ => IdentityCheck::Failed("identity type not supported"),
+        }
+    }
+
     /// Whether connections from `peer` are in back-off; they are closed unanswered.
     fn address_blocked(&self, peer: SocketAddr) -> bool {
         let blocked = self

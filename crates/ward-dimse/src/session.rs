@@ -25,6 +25,8 @@ pub(crate) const MAX_IDENTIFIER: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub ae: AeTitle,
+    /// The user the association identified, if any.
+    pub user: Option<ward_auth::identity::AssociationUser>,
     pub addr: std::net::SocketAddr,
     pub allowed: OperationSet,
     pub contexts: HashMap<u8, AcceptedContext>,
@@ -39,9 +41,9 @@ impl Peer {
     pub fn actor(&self) -> ward_audit::Actor {
         ward_audit::Actor {
             ae_title: Some(self.ae.as_str().to_owned()),
+            user: self.user.as_ref().map(|u| u.name.clone()),
             address: Some(self.addr.to_string()),
             certificate: self.certificate.as_ref().and_then(|c| c.subject.clone()),
-            ..ward_audit::Actor::default()
         }
     }
 }

@@ -93,6 +93,25 @@ pub struct InstanceRow {
     pub blob_key: String,
 }
 
+/// A local user: name, role and the Argon2id hash of the password (PHC string format).
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: ward_types::UserName,
+    pub role: ward_types::Role,
+    pub password_hash: String,
+    pub created_at_unix_ms: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    // The hash is a secret too: it never reaches a log through a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub patients: u64,
@@ -167,4 +186,11 @@ pub trait Index: Send + Sync + 'static {
     async fn ae_list(&self) -> Result<Vec<AePeer>, IndexError>;
     /// Removes a peer; whether it was registered.
     async fn ae_remove(&self, aet: &AeTitle) -> Result<bool, IndexError>;
+    /// Adds a local user; [`IndexError::AlreadyExists`] if the name is taken.
+    async fn user_add(&self, user: &UserRecord) -> Result<(), IndexError>;
+    async fn user_get(&self, name: &ward_types::UserName)
+    -> Result<Option<UserRecord>, IndexError>;
+    async fn user_list(&self) -> Result<Vec<UserRecord>, IndexError>;
+    /// Removes a user; whether it existed.
+    async fn user_remove(&self, name: &ward_types::UserName) -> Result<bool, IndexError>;
 }

@@ -20,9 +20,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 use ward_query::{MatchRow, Query, QueryOptions};
-use ward_types::{AePeer, AeTitle, HostPattern, OperationSet, Uid};
+use ward_types::{AePeer, AeTitle, HostPattern, IdentityMode, OperationSet, Role, Uid, UserName};
 
-use crate::{Counts, Index, IndexError, InsertOutcome, InstanceRow, NewInstance, plan};
+use crate::{Counts, Index, IndexError, InsertOutcome, InstanceRow, NewInstance, UserRecord, plan};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -62,10 +62,10 @@ const INSTANCES_PAGE: &str = concat!(
     "WHERE i.sop_instance_uid > $1 ORDER BY i.sop_instance_uid LIMIT $2"
 );
 const HAS_BLOB: &str = "SELECT 1 FROM instance WHERE blob_key = $1 LIMIT 1";
-const AE_GET: &str =
-    "SELECT aet, host, port, allow, cert_sha256, legacy_plain FROM ae_peer WHERE aet = $1";
-const AE_LIST: &str =
-    "SELECT aet, host, port, allow, cert_sha256, legacy_plain FROM ae_peer ORDER BY aet";
+const AE_GET: &str = "SELECT aet, host, port, allow, cert_sha256, legacy_plain, identity \
+     FROM ae_peer WHERE aet = $1";
+const AE_LIST: &str = "SELECT aet, host, port, allow, cert_sha256, legacy_plain, identity \
+     FROM ae_peer ORDER BY aet";
 
 /// How a committed transaction survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +238,20 @@ fn instance_row(row: &SqliteRow) -> Result<InstanceRow, IndexError> {
     })
 }
 
+const USER_GET: &str = "SELECT name, role, password_hash, created_at FROM app_user WHERE name = $1";
+const USER_LIST: &str = "SELECT name, role, password_hash, created_at FROM app_user ORDER BY name";
+
+fn user_row(row: &SqliteRow) -> Result<UserRecord, IndexError> {
+    let name: String = row.try_get(0)?;
+    let role: String = row.try_get(1)?;
+    Ok(UserRecord {
+        name: UserName::parse(&name).map_err(|_| IndexError::Corrupt("app_user.name"))?,
+        role: Role::from_str(&role).map_err(|_| IndexError::Corrupt("app_user.role"))?,
+        password_hash: row.try_get(2)?,
+        created_at_unix_ms: row.try_get(3)?,
+    })
+}
+
 fn ae_peer_row(row: &SqliteRow) -> Result<AePeer, IndexError> {
     let aet: String = row.try_get(0)?;
     let host: String = row.try_get(1)?;
@@ -245,6 +259,7 @@ fn ae_peer_row(row: &SqliteRow) -> Result<AePeer, IndexError> {
     let allow: String = row.try_get(3)?;
     let cert: Option<String> = row.try_get(4)?;
     let legacy_plain: i64 = row.try_get(5)?;
+    let identity: String = row.try_get(6)?;
     let cert_sha256 = cert
         .map(|hex_digest| {
             let mut digest = [0u8; 32];
@@ -263,6 +278,8 @@ fn ae_peer_row(row: &SqliteRow) -> Result<AePeer, IndexError> {
         allow: OperationSet::from_str(&allow).map_err(|_| IndexError::Corrupt("ae_peer.allow"))?,
         cert_sha256,
         legacy_plain: legacy_plain != 0,
+        identity: IdentityMode::from_str(&identity)
+            .map_err(|_| IndexError::Corrupt("ae_peer.identity"))?,
     })
 }
 
@@ -602,8 +619,8 @@ impl Index for SqliteIndex {
     async fn ae_add(&self, peer: &AePeer) -> Result<(), IndexError> {
         // One autocommit statement: it takes the write lock directly, no upgrade involved.
         let inserted = sqlx::query(
-            "INSERT INTO ae_peer (aet, host, port, allow, cert_sha256, legacy_plain) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (aet) DO NOTHING",
+            "INSERT INTO ae_peer (aet, host, port, allow, cert_sha256, legacy_plain, identity) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (aet) DO NOTHING",
         )
         .bind(peer.aet.as_str())
         .bind(peer.host.to_string())
@@ -611,6 +628,7 @@ impl Index for SqliteIndex {
         .bind(peer.allow.to_string())
         .bind(peer.cert_sha256.map(hex::encode))
         .bind(i64::from(peer.legacy_plain))
+        .bind(peer.identity.name())
         .execute(&self.writer)
         .await?
         .rows_affected();
@@ -627,6 +645,52 @@ impl Index for SqliteIndex {
             .iter()
             .map(ae_peer_row)
             .collect()
+    }
+
+    async fn user_add(&self, user: &UserRecord) -> Result<(), IndexError> {
+        let inserted = sqlx::query(
+            "INSERT INTO app_user (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(user.name.as_str())
+        .bind(user.role.name())
+        .bind(&user.password_hash)
+        .bind(user.created_at_unix_ms)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(IndexError::AlreadyExists);
+        }
+        Ok(())
+    }
+
+    async fn user_get(&self, name: &UserName) -> Result<Option<UserRecord>, IndexError> {
+        sqlx::query(USER_GET)
+            .bind(name.as_str())
+            .fetch_optional(&self.readers)
+            .await?
+            .as_ref()
+            .map(user_row)
+            .transpose()
+    }
+
+    async fn user_list(&self) -> Result<Vec<UserRecord>, IndexError> {
+        sqlx::query(USER_LIST)
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(user_row)
+            .collect()
+    }
+
+    async fn user_remove(&self, name: &UserName) -> Result<bool, IndexError> {
+        let removed = sqlx::query("DELETE FROM app_user WHERE name = $1")
+            .bind(name.as_str())
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
     }
 
     async fn ae_remove(&self, aet: &AeTitle) -> Result<bool, IndexError> {

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ward_dicom::PrescanLimits;
 use ward_index::{Index, InsertOutcome, NewInstance};
-use ward_store::{BlobKey, BlobStore};
+use ward_store::{BlobKey, BlobStore, StoreError};
 use ward_types::{InstanceAttributes, Uid};
 
 /// DIMSE status codes of the storage service (PS3.4 B.2.3, PS3.7 C.4) that ingest failures map
@@ -127,8 +127,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// `spool_dir` must be on the same filesystem as the blob store so that moving a spooled
-    /// object into the store is a rename.
+    /// `spool_dir` holds objects while they arrive and are checked, in plaintext: keep it
+    /// owner-only, on a disk no less protected than the index's.
     pub fn new(
         store: Arc<dyn BlobStore>,
         index: Arc<dyn Index>,
@@ -229,6 +229,13 @@ impl Ingest {
                 }
                 match self.reindex(&key).await {
                     Ok(_) => report.orphan_blobs_indexed += 1,
+                    // Nothing shows the blob is bad (the disk failed, or the keyring lacks its
+                    // master key): removing it could destroy an acknowledged object.
+                    Err(IngestError::Internal(reason)) => {
+                        return Err(IngestError::Internal(format!(
+                            "cannot check blob {key}, which has no index row: {reason}"
+                        )));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "removing a blob that fails its checks");
                         self.store
@@ -286,13 +293,19 @@ impl Ingest {
     }
 
     /// Indexes a blob that has no row, after checking it as thoroughly as at ingest. The blob
-    /// is copied to the spool for the checks, which need a file.
+    /// is copied to the spool for the checks, which need a file. Fails with
+    /// [`IngestError::Internal`] only when the blob could not be checked, never because it is
+    /// bad.
     async fn reindex(&self, key: &BlobKey) -> Result<Stored, IngestError> {
         let path = self
             .spool_dir
             .join(format!("{}.check", hex::encode(rand::random::<[u8; 16]>())));
         let guard = SpoolGuard(Some(path.clone()));
-        let mut reader = self.store.open(key).await.map_err(IngestError::internal)?;
+        let mut reader = self
+            .store
+            .open(key)
+            .await
+            .map_err(|e| stored_blob_error(&e))?;
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -306,7 +319,10 @@ impl Ingest {
         };
         let size = tokio::io::copy(&mut reader, &mut hashing)
             .await
-            .map_err(IngestError::internal)?;
+            .map_err(|e| match store_error_in(&e) {
+                Some(stored) => stored_blob_error(stored),
+                None => IngestError::internal(e),
+            })?;
         let digest: [u8; 32] = hashing.hasher.finalize().into();
         if BlobKey::from_digest(&digest) != *key {
             return Err(IngestError::Malformed(
@@ -382,6 +398,20 @@ impl Ingest {
             }
         }
     }
+}
+
+/// A blob that fails authentication is bad content, like one that fails the ingest checks;
+/// any other store failure says nothing about the blob.
+fn stored_blob_error(e: &StoreError) -> IngestError {
+    match e {
+        StoreError::Corrupt { .. } => IngestError::Malformed(e.to_string()),
+        _ => IngestError::internal(e),
+    }
+}
+
+/// The blob store's error inside an I/O error from one of its readers, if that is what it is.
+fn store_error_in(e: &std::io::Error) -> Option<&StoreError> {
+    e.get_ref()?.downcast_ref::<StoreError>()
 }
 
 /// Hashes what passes through on its way to a file.
@@ -567,21 +597,17 @@ impl SpoolWriter<'_> {
             return Err(IngestError::Internal("spool file already released".into()));
         };
         let key = BlobKey::from_digest(&self.hasher.clone().finalize().into());
-        // Flushing the data to disk is the slowest step of all; it runs while the object is
-        // checked, so that the blob store's own fsync finds nothing left to write.
-        let file = self.file;
-        let (checked, synced) = tokio::join!(
-            check_object(
-                path.clone(),
-                self.dataset_offset,
-                self.dataset_len,
-                &self.request,
-                &self.ingest.limits.prescan,
-            ),
-            file.sync_data()
-        );
-        let (attrs, header) = checked?;
-        synced.map_err(IngestError::internal)?;
+        // No fsync of the spool: the blob store seals the object into a file of its own and
+        // makes that durable, so the plaintext here never needs to reach the disk.
+        drop(self.file);
+        let (attrs, header) = check_object(
+            path.clone(),
+            self.dataset_offset,
+            self.dataset_len,
+            &self.request,
+            &self.ingest.limits.prescan,
+        )
+        .await?;
         *patient = Some((
             attrs.patient_id.clone().unwrap_or_default(),
             attrs
@@ -590,7 +616,6 @@ impl SpoolWriter<'_> {
                 .map(|u| u.as_str().to_owned())
                 .unwrap_or_default(),
         ));
-        drop(file);
         let ingest = self.ingest;
         let uid = &self.request.sop_instance;
 
@@ -682,4 +707,159 @@ fn unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// What [`verify`] found wrong with one blob or index row. Nothing in it is patient data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub blob_key: String,
+    /// The instance whose index row names the blob, when one does.
+    pub sop_instance_uid: Option<Uid>,
+    pub kind: ProblemKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// An index row names a blob the store does not have.
+    Missing,
+    /// The blob cannot be read through: damaged, tampered with, or sealed under a master key the
+    /// keyring lacks (the reason says which).
+    Unreadable(String),
+    /// The plaintext does not hash to the blob's name.
+    WrongContent,
+    /// The blob is sound but no index row names it: an object whose row a crash lost (the next
+    /// start after an unclean stop indexes it), or one being stored right now.
+    Unindexed,
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProblemKind::Missing => f.write_str("blob missing"),
+            ProblemKind::Unreadable(reason) => write!(f, "unreadable: {reason}"),
+            ProblemKind::WrongContent => f.write_str("content does not match its SHA-256 name"),
+            ProblemKind::Unindexed => f.write_str("no index row names this blob"),
+        }
+    }
+}
+
+/// What [`verify`] looked at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub rows: u64,
+    /// Blobs read through to the end, and their plaintext bytes.
+    pub blobs: u64,
+    pub bytes: u64,
+    pub problems: u64,
+}
+
+/// Reads every blob through the store (decrypting and authenticating it), checks that its
+/// plaintext hashes to its name and that an index row names it, and that every index row's
+/// blob exists. Each problem goes to `on_problem` as it is found. Memory stays bounded: rows
+/// are read a page at a time and blobs a chunk at a time.
+///
+/// Only reads, so it may run beside a server; a blob stored meanwhile may then briefly lack its
+/// row, which is why blobs without one are looked up again at the end before being reported.
+pub async fn verify(
+    store: &dyn BlobStore,
+    index: &dyn Index,
+    mut on_problem: impl FnMut(&Problem),
+) -> Result<VerifyReport, IngestError> {
+    let mut report = VerifyReport::default();
+    let mut report_problem = |report: &mut VerifyReport, problem: Problem| {
+        report.problems += 1;
+        on_problem(&problem);
+    };
+    let mut after: Option<Uid> = None;
+    loop {
+        let page = index
+            .instances_page(after.as_ref(), 1000)
+            .await
+            .map_err(IngestError::internal)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.sop_instance_uid.clone());
+        for row in page {
+            report.rows += 1;
+            let checked = match BlobKey::parse(&row.blob_key) {
+                Ok(key) => check_blob(store, &key, &mut report).await,
+                Err(_) => Err(ProblemKind::Missing),
+            };
+            if let Err(kind) = checked {
+                let problem = Problem {
+                    blob_key: row.blob_key,
+                    sop_instance_uid: Some(row.sop_instance_uid),
+                    kind,
+                };
+                report_problem(&mut report, problem);
+            }
+        }
+    }
+    let mut unindexed = Vec::new();
+    for shard in 0..=255u8 {
+        let keys = store
+            .list_shard(shard)
+            .await
+            .map_err(IngestError::internal)?;
+        for key in keys {
+            let indexed = index
+                .has_blob(key.as_str())
+                .await
+                .map_err(IngestError::internal)?;
+            if !indexed {
+                unindexed.push(key);
+            }
+        }
+    }
+    for key in unindexed {
+        let indexed = index
+            .has_blob(key.as_str())
+            .await
+            .map_err(IngestError::internal)?;
+        if indexed {
+            continue;
+        }
+        let kind = match check_blob(store, &key, &mut report).await {
+            Ok(()) => ProblemKind::Unindexed,
+            Err(kind) => kind,
+        };
+        let problem = Problem {
+            blob_key: key.as_str().to_owned(),
+            sop_instance_uid: None,
+            kind,
+        };
+        report_problem(&mut report, problem);
+    }
+    Ok(report)
+}
+
+/// Reads one blob to the end and checks its plaintext against its name.
+async fn check_blob(
+    store: &dyn BlobStore,
+    key: &BlobKey,
+    report: &mut VerifyReport,
+) -> Result<(), ProblemKind> {
+    let mut reader = match store.open(key).await {
+        Ok(reader) => reader,
+        Err(StoreError::NotFound(_)) => return Err(ProblemKind::Missing),
+        Err(e) => return Err(ProblemKind::Unreadable(e.to_string())),
+    };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                report.bytes += n as u64;
+            }
+            Err(e) => return Err(ProblemKind::Unreadable(e.to_string())),
+        }
+    }
+    report.blobs += 1;
+    let digest: [u8; 32] = hasher.finalize().into();
+    if BlobKey::from_digest(&digest) == *key {
+        Ok(())
+    } else {
+        Err(ProblemKind::WrongContent)
+    }
 }

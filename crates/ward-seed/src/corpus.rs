@@ -548,6 +548,24 @@ impl Corpus {
         self.draw(Draw::Query, stream << 32 | n) % bound.max(1)
     }
 
+    /// Instance `index` as a Part 10 file: Ward's meta group, then [`Corpus::instance`]'s data
+    /// set in explicit VR little endian.
+    pub fn part10(&self, index: u64) -> Result<Vec<u8>> {
+        let (attrs, object) = self.instance(index);
+        let (Some(class), Some(instance)) = (&attrs.sop_class_uid, &attrs.sop_instance_uid) else {
+            bail!("instance {index} has no SOP class or instance UID");
+        };
+        let mut bytes = Vec::with_capacity(2048);
+        ward_dicom::write_part10_header(
+            &mut bytes,
+            class,
+            instance,
+            &Uid::parse(TRANSFER_SYNTAX)?,
+        )?;
+        object.write_dataset_with_ts(&mut bytes, &EXPLICIT_VR_LITTLE_ENDIAN.erased())?;
+        Ok(bytes)
+    }
+
     /// The studies, in order.
     pub fn all_studies(&self) -> impl Iterator<Item = Study> + '_ {
         (0..self.studies()).map(|s| self.study(s))
@@ -674,4 +692,96 @@ fn data_set(attrs: &InstanceAttributes) -> InMemDicomObject {
         }
     }
     obj
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        let date = |days| Date::from_days(days).dicom();
+        assert_eq!(date(0), "19700101");
+        assert_eq!(date(FIRST_STUDY_DAY), "20150101");
+        assert_eq!(date(FIRST_STUDY_DAY + STUDY_DAYS as i64 - 1), "20241231");
+        assert_eq!(date(FIRST_BIRTH_DAY), "19300101");
+        assert_eq!(date(FIRST_BIRTH_DAY + BIRTH_DAYS as i64 - 1), "20191231");
+        assert_eq!(date(19_782), "20240229");
+        assert_eq!(days_in_month(2024, 2), 29);
+        assert_eq!(days_in_month(2023, 2), 28);
+        assert_eq!(days_in_month(1900, 2), 28);
+        assert_eq!(days_in_month(2000, 2), 29);
+        assert_eq!(days_in_month(2024, 4), 30);
+        assert_eq!(days_in_month(2024, 12), 31);
+    }
+
+    #[test]
+    fn sizes_must_be_whole_patients() {
+        assert!(Corpus::new(0, 1).is_err());
+        assert!(Corpus::new(150, 1).is_err());
+        let c = Corpus::new(1_000_000, 1).unwrap();
+        assert_eq!((c.patients(), c.studies()), (10_000, 50_000));
+    }
+
+    /// A seeded row is what ingest would have indexed from the corresponding file.
+    #[test]
+    fn seeded_rows_are_what_ingest_reads_from_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = Corpus::new(1000, 7).unwrap();
+        for i in [0, 1, 19, 20, 537, 999] {
+            let path = dir.path().join(format!("{i}.dcm"));
+            std::fs::write(&path, corpus.part10(i).unwrap()).unwrap();
+            ward_dicom::prescan_part10_file(&path, &ward_dicom::PrescanLimits::default()).unwrap();
+            let (attrs, copy) = ward_dicom::read_header_with_copy(&path).unwrap();
+            let new = corpus.new_instance(i).unwrap();
+            assert_eq!(attrs, new.attrs, "instance {i}");
+            assert_eq!(copy, new.header, "instance {i}");
+        }
+    }
+
+    #[test]
+    fn a_smaller_corpus_is_a_prefix_of_a_larger_one() {
+        let small = Corpus::new(100, 1).unwrap();
+        let large = Corpus::new(1_000_000, 1).unwrap();
+        let other_seed = Corpus::new(100, 2).unwrap();
+        for i in [0, 42, 99] {
+            assert_eq!(small.instance(i).0, large.instance(i).0);
+            assert_ne!(small.instance(i).0, other_seed.instance(i).0);
+        }
+    }
+
+    #[test]
+    fn hierarchy_and_unique_keys() {
+        let corpus = Corpus::new(2000, 1).unwrap();
+        let mut sops = HashSet::new();
+        let mut series = HashSet::new();
+        let mut studies = HashSet::new();
+        let mut accessions = HashSet::new();
+        let mut patients = HashSet::new();
+        for i in 0..corpus.instances() {
+            let (a, _) = corpus.instance(i);
+            assert!(sops.insert(a.sop_instance_uid.unwrap()));
+            series.insert((a.series_instance_uid.unwrap(), a.study_instance_uid.clone()));
+            studies.insert((a.study_instance_uid.unwrap(), a.patient_id.clone()));
+            accessions.insert(a.accession_number.unwrap());
+            patients.insert(a.patient_id.unwrap());
+        }
+        // Each series in one study, each study of one patient, accession numbers unique.
+        assert_eq!(series.len() as u64, corpus.studies() * SERIES_PER_STUDY);
+        assert_eq!(studies.len() as u64, corpus.studies());
+        assert_eq!(accessions.len() as u64, corpus.studies());
+        assert_eq!(patients.len() as u64, corpus.patients());
+    }
+
+    #[test]
+    fn name_prefixes() {
+        assert_eq!(name_prefix("SMITH^JAMES"), "SMITH^J");
+        assert_eq!(name_prefix("SMITH"), "SMITH");
+        let corpus = Corpus::new(100_000, 1).unwrap();
+        let counts = corpus.studies_by_name_prefix();
+        assert_eq!(counts.values().sum::<u64>(), corpus.studies());
+        assert!(counts.values().all(|n| n % STUDIES_PER_PATIENT == 0));
+    }
 }

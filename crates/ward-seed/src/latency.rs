@@ -251,3 +251,69 @@ pub async fn run(
         "failures": failures,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_expect_what_the_corpus_holds() {
+        let corpus = Corpus::new(20_000, 1).unwrap();
+        let months = Requests::new(&corpus, Kind::DateMonth, 0);
+        let total: u64 = months.by_month.values().sum();
+        assert_eq!(total, corpus.studies());
+        for n in 0..50 {
+            let r = months.nth(n);
+            let (from, to) = r.value.split_once('-').unwrap();
+            let inside = corpus
+                .all_studies()
+                .filter(|s| (from..=to).contains(&s.date.dicom().as_str()))
+                .count() as u64;
+            assert_eq!(r.expected, inside, "{}", r.value);
+        }
+        let names = Requests::new(&corpus, Kind::NamePrefix, 0);
+        for n in 0..50 {
+            let r = names.nth(n);
+            let prefix = r.value.strip_suffix('*').unwrap();
+            let inside = corpus
+                .all_studies()
+                .filter(|s| corpus.patient(s.patient).name.starts_with(prefix))
+                .count() as u64;
+            assert_eq!(r.expected, inside, "{}", r.value);
+            assert!(inside >= STUDIES_PER_PATIENT);
+        }
+        let ids = Requests::new(&corpus, Kind::PatientId, 0);
+        assert_eq!(ids.nth(3).expected, STUDIES_PER_PATIENT);
+        // Warm-up queries draw other values than the timed ones.
+        let warm = Requests::new(&corpus, Kind::Accession, 1);
+        let timed = Requests::new(&corpus, Kind::Accession, 0);
+        assert_ne!(
+            (0..5).map(|n| warm.nth(n).value).collect::<Vec<_>>(),
+            (0..5).map(|n| timed.nth(n).value).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn identifiers_carry_the_key_and_the_return_keys() {
+        let id = identifier(Kind::NamePrefix, "SMITH^J*");
+        assert_eq!(
+            id.element(tags::PATIENT_NAME).unwrap().to_str().unwrap(),
+            "SMITH^J*"
+        );
+        assert_eq!(
+            id.element(tags::QUERY_RETRIEVE_LEVEL)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "STUDY"
+        );
+        assert_eq!(
+            id.element(tags::MODALITIES_IN_STUDY)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            ""
+        );
+        assert_eq!(id.iter().count(), RETURN_KEYS.len() + 1);
+    }
+}

@@ -15,10 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
 use serde_json::json;
 use ward_index::{Index, InsertOutcome, NewInstance, SqliteIndex};
-use ward_types::Uid;
 
 mod corpus;
 mod latency;
@@ -207,24 +205,16 @@ async fn seed(path: &Path, corpus: Corpus, batch: u64) -> Result<()> {
 fn files(out: &Path, corpus: Corpus) -> Result<()> {
     const PER_FOLDER: u64 = 1000;
     let start = Instant::now();
-    let ts = Uid::parse(corpus::TRANSFER_SYNTAX)?;
     let mut bytes = 0u64;
-    let mut buf = Vec::with_capacity(2048);
     for i in 0..corpus.instances() {
         let folder = out.join(format!("{:04}", i / PER_FOLDER));
         if i % PER_FOLDER == 0 {
             std::fs::create_dir_all(&folder).with_context(|| folder.display().to_string())?;
         }
-        let (attrs, object) = corpus.instance(i);
-        let (Some(class), Some(instance)) = (&attrs.sop_class_uid, &attrs.sop_instance_uid) else {
-            bail!("instance {i} has no SOP class or instance UID");
-        };
-        buf.clear();
-        ward_dicom::write_part10_header(&mut buf, class, instance, &ts)?;
-        object.write_dataset_with_ts(&mut buf, &EXPLICIT_VR_LITTLE_ENDIAN.erased())?;
+        let file = corpus.part10(i)?;
         let path = folder.join(format!("{i:08}.dcm"));
-        std::fs::write(&path, &buf).with_context(|| path.display().to_string())?;
-        bytes += buf.len() as u64;
+        std::fs::write(&path, &file).with_context(|| path.display().to_string())?;
+        bytes += file.len() as u64;
     }
     println!(
         "{}",

@@ -1,30 +1,45 @@
-//! Durable, content-addressed blob storage: the only crate that writes DICOM objects to disk.
+//! Durable, content-addressed, encrypted blob storage: the only crate that writes DICOM
+//! objects to disk.
 //!
-//! A blob's name is the SHA-256 of its bytes ([`BlobKey`]), never anything a peer sent, so no
-//! UID, AE title or file name from the network ever becomes part of a path.
+//! A blob's name is the SHA-256 of its plaintext ([`BlobKey`]), never anything a peer sent, so
+//! no UID, AE title or file name from the network ever becomes part of a path. The index keeps
+//! that name, so it is also the plaintext digest `ward verify` checks every blob against.
+//!
+//! On disk every blob is sealed (AES-256-GCM, in 64 KiB chunks, under a random data key that
+//! a master key from the [`Keyring`] wraps; format in `sealed.rs`): a stolen disk or backup
+//! gives away no patient data without the keyring, and a changed byte fails authentication
+//! instead of being served.
 //!
 //! Layout under the store root (directories `0700`, files `0600`):
 //!
 //! ```text
 //! blobs/ab/cd/abcd…(64 hex)   stored blobs, sharded by the first two bytes of the key
-//! tmp/                        staging for the cross-filesystem copy fallback
+//! tmp/                        blobs being sealed, renamed into blobs/ once durable
 //! ```
+
+mod keyring;
+mod sealed;
+
+pub use keyring::{KeyId, Keyring};
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use sealed::{BlobReader, HEADER_LEN, Header, Sealer};
+use tokio::io::AsyncReadExt;
+
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
-/// Staging files older than this are leftovers of a crash during a cross-filesystem copy; no
-/// copy in progress takes this long, so [`LocalBlobStore::open`] removes them.
+/// Staging files older than this are leftovers of a crash while a blob was being sealed; no
+/// put in progress takes this long, so [`LocalBlobStore::open`] removes them.
 const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 
 /// Why a blob store operation failed.
@@ -43,8 +58,27 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The stored bytes fail authentication or are not a blob: damaged or tampered with.
+    #[error("blob {key} is damaged: {reason}")]
+    Corrupt { key: BlobKey, reason: String },
+    /// Distinct from damage: the blob may be intact and the keyring the wrong one.
+    #[error(
+        "blob {key} is sealed under master key {}, which is not in the keyring",
+        join_ids(ids)
+    )]
+    UnknownMasterKey { key: BlobKey, ids: Vec<KeyId> },
+    /// The reason never quotes the file: it holds keys.
+    #[error("keyring {}: {reason}", path.display())]
+    Keyring { path: PathBuf, reason: String },
+    #[error("a cryptographic operation failed")]
+    Crypto,
     #[error("blob store worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+fn join_ids(ids: &[KeyId]) -> String {
+    let ids: Vec<String> = ids.iter().map(KeyId::to_string).collect();
+    ids.join(" or ")
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -91,22 +125,23 @@ impl fmt::Display for BlobKey {
     }
 }
 
-/// Durable blob storage, shared as `Arc<dyn BlobStore>`.
+/// Durable blob storage, shared as `Arc<dyn BlobStore>`. Callers see plaintext only; how the
+/// bytes are kept at rest is the implementation's business.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Moves a complete file (written and fully closed by the caller, NOT yet fsynced) into the
-    /// store under `key`, durably: fsync the file, rename into place (`blobs/ab/cd/<key>`), fsync
-    /// the directory (and the shard dirs when newly created), so a success survives `kill -9` and
-    /// power loss. If a blob with this key already exists, the source file is removed and `Ok`
-    /// returned (content-addressed: same key = same bytes). Falls back to copy+fsync if rename
-    /// fails across filesystems.
+    /// Stores a complete file (written and fully closed by the caller, not fsynced) under
+    /// `key`, durably: once this returns `Ok` the blob survives `kill -9` and power loss. The
+    /// source file is removed. If a blob with this key already exists, nothing is written
+    /// (content-addressed: same key = same bytes).
     async fn put_file(&self, src: &Path, key: &BlobKey) -> Result<(), StoreError>;
-    /// Opens a blob for streaming reads.
+    /// Opens a blob for streaming reads of its plaintext. A read fails (`InvalidData`) as soon
+    /// as the stored bytes fail authentication; nothing unauthenticated is ever returned.
     async fn open(
         &self,
         key: &BlobKey,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError>;
     async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError>;
+    /// The plaintext length.
     async fn len(&self, key: &BlobKey) -> Result<u64, StoreError>;
     /// Removes a blob durably (the directory is fsynced); a missing blob is not an error.
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;
@@ -116,7 +151,7 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list_shard(&self, shard: u8) -> Result<Vec<BlobKey>, StoreError>;
 }
 
-/// Blobs as files on a local (POSIX) filesystem.
+/// Sealed blobs as files on a local (POSIX) filesystem.
 ///
 /// Not `object_store`'s `LocalFileSystem`: its `put` writes a staging file `<path>#<n>`, closes
 /// it and renames it over the destination without ever calling `fsync` on the file or on the
@@ -131,6 +166,7 @@ pub struct LocalBlobStore {
 struct Inner {
     blobs: PathBuf,
     tmp: PathBuf,
+    keyring: Arc<Keyring>,
     /// Leaf shard directories (`ab/cd`, as a 16-bit number) that this process has created or
     /// fsynced the parents of. A directory created by another process (or by a concurrent put
     /// that has not reached its fsync yet) may exist without its entry being durable, so each is
@@ -141,7 +177,8 @@ struct Inner {
 
 impl LocalBlobStore {
     /// Opens the store at `root`, creating it (mode `0700`) and its subdirectories if missing.
-    pub fn open(root: &Path) -> Result<Self, StoreError> {
+    /// New blobs are sealed under the keyring's active key; any key of it opens old ones.
+    pub fn open(root: &Path, keyring: Arc<Keyring>) -> Result<Self, StoreError> {
         // Directories this call creates, deepest first; each needs its parent fsynced so the
         // whole path survives a power loss.
         let created: Vec<&Path> = root
@@ -173,6 +210,7 @@ impl LocalBlobStore {
             inner: Arc::new(Inner {
                 blobs,
                 tmp,
+                keyring,
                 durable_dirs: Mutex::new(HashSet::new()),
                 tmp_counter: AtomicU64::new(0),
             }),
@@ -187,6 +225,46 @@ impl LocalBlobStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || work(&inner)).await?
+    }
+
+    /// Opens a blob file and authenticates its header. The file is left positioned at the
+    /// first chunk, and its length is checked against the header's, so a truncated or extended
+    /// blob fails here, before anything is read from it.
+    async fn open_sealed(
+        &self,
+        key: &BlobKey,
+    ) -> Result<(tokio::fs::File, Header, PathBuf), StoreError> {
+        let path = self.inner.blob_path(key);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(key.clone()));
+            }
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let meta = file.metadata().await.map_err(io_err("inspect", &path))?;
+        if !meta.is_file() {
+            return Err(StoreError::NotFound(key.clone()));
+        }
+        if meta.len() < HEADER_LEN as u64 {
+            return Err(StoreError::Corrupt {
+                key: key.clone(),
+                reason: "shorter than its header".into(),
+            });
+        }
+        let mut bytes = [0u8; HEADER_LEN];
+        file.read_exact(&mut bytes)
+            .await
+            .map_err(io_err("read", &path))?;
+        let header = Header::open(&bytes, &self.inner.keyring, key)?;
+        if meta.len() != header.file_len() {
+            return Err(StoreError::Corrupt {
+                key: key.clone(),
+                reason: "its length differs from what its header records (truncated or extended)"
+                    .into(),
+            });
+        }
+        Ok((file, header, path))
     }
 }
 
@@ -250,49 +328,91 @@ impl Inner {
             Err(e) => return Err(io_err("inspect", &dest)(e)),
         }
 
-        let file = File::open(src).map_err(io_err("open", src))?;
-        // rename keeps the source's mode, which the caller's umask chose.
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(io_err("set permissions of", src))?;
-        file.sync_all().map_err(io_err("fsync", src))?;
-        drop(file);
-
-        match fs::rename(src, &dest) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::CrossesDevices => self.copy_into_place(src, &dest)?,
-            Err(e) => return Err(io_err("rename into place", src)(e)),
-        }
-        sync_dir(&leaf)
-    }
-
-    /// The spool lives on another filesystem: copy into `tmp/` (same filesystem as `blobs/`),
-    /// fsync, and rename from there so the blob still appears atomically and complete.
-    fn copy_into_place(&self, src: &Path, dest: &Path) -> Result<(), StoreError> {
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let staged = self.tmp.join(format!("{}.{}", std::process::id(), n));
-        let copy = || -> Result<(), StoreError> {
-            let mut input = File::open(src).map_err(io_err("open", src))?;
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(FILE_MODE)
-                .open(&staged)
-                .map_err(io_err("create", &staged))?;
-            io::copy(&mut input, &mut out).map_err(io_err("copy into", &staged))?;
-            out.sync_all().map_err(io_err("fsync", &staged))?;
-            fs::rename(&staged, dest).map_err(io_err("rename into place", &staged))
-        };
-        if let Err(e) = copy() {
+        let staged = self.seal_into_staging(src, key)?;
+        if let Err(e) = fs::rename(&staged, &dest) {
             // Best effort: a leftover is removed by the stale-file sweep at the next open.
             let _ = fs::remove_file(&staged);
-            return Err(e);
+            return Err(io_err("rename into place", &staged)(e));
         }
+        sync_dir(&leaf)?;
         // The blob is stored; a spool file we could not remove is the caller's to clean up and
         // must not turn a durable store into a reported failure.
         if let Err(e) = fs::remove_file(src) {
             tracing::warn!(error = %e, "blob stored, but removing the source file failed");
         }
         Ok(())
+    }
+
+    /// Seals `src` into a new file under `tmp/` (the same filesystem as `blobs/`, so the caller
+    /// can rename it into place atomically) and fsyncs it. Returns the staged file's path.
+    fn seal_into_staging(&self, src: &Path, key: &BlobKey) -> Result<PathBuf, StoreError> {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let staged = self.tmp.join(format!("{}.{}", std::process::id(), n));
+        let seal = || -> Result<(), StoreError> {
+            let mut input = File::open(src).map_err(io_err("open", src))?;
+            let len = input.metadata().map_err(io_err("inspect", src))?.len();
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(&staged)
+                .map_err(io_err("create", &staged))?;
+            let (mut sealer, header) = Sealer::new(&self.keyring, key, len)?;
+            out.write_all(&header).map_err(io_err("write", &staged))?;
+            let mut chunk = sealer.chunk_buffer();
+            while let Some(n) = sealer.next_len() {
+                chunk.clear();
+                chunk.resize(n, 0);
+                input.read_exact(&mut chunk).map_err(io_err("read", src))?;
+                sealer.seal_next(&mut chunk)?;
+                out.write_all(&chunk).map_err(io_err("write", &staged))?;
+            }
+            // The header promised `len` bytes; a source that grew since would be cut short.
+            if input.read(&mut [0u8; 1]).map_err(io_err("read", src))? != 0 {
+                let grew = io::Error::other("it grew while being stored");
+                return Err(io_err("read", src)(grew));
+            }
+            out.sync_all().map_err(io_err("fsync", &staged))
+        };
+        match seal() {
+            Ok(()) => Ok(staged),
+            Err(e) => {
+                let _ = fs::remove_file(&staged);
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-seals a blob's data key under the keyring's active master key, rewriting only its
+    /// header's key slots, in place (see `sealed.rs` for why that is crash-safe). Returns
+    /// whether anything was written.
+    fn rewrap(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        let path = self.blob_path(key);
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(key.clone()));
+            }
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let mut bytes = [0u8; HEADER_LEN];
+        match file.read_exact_at(&mut bytes, 0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                return Err(StoreError::Corrupt {
+                    key: key.clone(),
+                    reason: "shorter than its header".into(),
+                });
+            }
+            Err(e) => return Err(io_err("read", &path)(e)),
+        }
+        let writes = Header::open(&bytes, &self.keyring, key)?.rewrap_writes(&self.keyring, key)?;
+        for (offset, slot) in &writes {
+            file.write_all_at(slot, *offset)
+                .map_err(io_err("write", &path))?;
+            file.sync_data().map_err(io_err("fsync", &path))?;
+        }
+        Ok(!writes.is_empty())
     }
 
     fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
@@ -427,12 +547,8 @@ impl BlobStore for LocalBlobStore {
         &self,
         key: &BlobKey,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
-        let path = self.inner.blob_path(key);
-        match tokio::fs::File::open(&path).await {
-            Ok(file) => Ok(Box::new(file)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(key.clone())),
-            Err(e) => Err(io_err("open", &path)(e)),
-        }
+        let (file, header, path) = self.open_sealed(key).await?;
+        Ok(Box::new(BlobReader::new(file, &header, key.clone(), path)?))
     }
 
     async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
@@ -445,13 +561,8 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn len(&self, key: &BlobKey) -> Result<u64, StoreError> {
-        let path = self.inner.blob_path(key);
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => Ok(meta.len()),
-            Ok(_) => Err(StoreError::NotFound(key.clone())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::NotFound(key.clone())),
-            Err(e) => Err(io_err("inspect", &path)(e)),
-        }
+        let (_, header, _) = self.open_sealed(key).await?;
+        Ok(header.plaintext_len())
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
@@ -464,14 +575,102 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
+/// What a master key rotation did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The master key that now wraps every readable blob's data key.
+    pub active: KeyId,
+    /// Whether this run finished a rotation an earlier one had started (the keyring still held
+    /// more than one key) rather than starting one.
+    pub resumed: bool,
+    /// Blobs whose data key was re-wrapped.
+    pub rewrapped: u64,
+    /// Blobs already wrapped under the active key alone.
+    pub already_current: u64,
+    /// Blobs whose header no key of the keyring opens (damaged, or sealed under a key the
+    /// keyring never had). Retiring keys changes nothing for them, so they do not hold it up.
+    pub unreadable: u64,
+    /// Blobs that could not be re-wrapped for another reason (I/O). While there are any, the
+    /// old keys stay in the keyring, and a later run resumes the rotation.
+    pub failed: u64,
+    /// Keys removed from the keyring.
+    pub retired: Vec<KeyId>,
+}
+
+/// Rotates the master key of the store at `root`: adds a fresh key to the keyring at
+/// `keyring_path` and makes it the active one (saved before any blob changes, so every blob
+/// stays readable at every step), re-wraps every blob's data key under it, and then removes the
+/// old keys from the keyring. Only the small header of each blob is rewritten; the sealed
+/// chunks stay as they are. A run interrupted by a crash is resumed by running again.
+///
+/// No server may use the store meanwhile: it would go on sealing under the key it loaded.
+/// Every blob that is not re-wrapped is passed to `on_problem`.
+pub async fn rotate_master_key(
+    root: &Path,
+    keyring_path: &Path,
+    mut on_problem: impl FnMut(&BlobKey, &StoreError),
+) -> Result<Rotation, StoreError> {
+    let mut keyring = Keyring::load(keyring_path)?;
+    let resumed = keyring.ids().len() > 1;
+    if !resumed {
+        keyring.add_active()?;
+        keyring.save(keyring_path)?;
+    }
+    let mut report = Rotation {
+        active: keyring.active_id(),
+        resumed,
+        rewrapped: 0,
+        already_current: 0,
+        unreadable: 0,
+        failed: 0,
+        retired: Vec::new(),
+    };
+    let store = LocalBlobStore::open(root, Arc::new(keyring))?;
+    for shard in 0..=255u8 {
+        for key in store.list_shard(shard).await? {
+            let owned = key.clone();
+            match store.blocking(move |inner| inner.rewrap(&owned)).await {
+                Ok(true) => report.rewrapped += 1,
+                Ok(false) => report.already_current += 1,
+                Err(e) => {
+                    match e {
+                        StoreError::Corrupt { .. } | StoreError::UnknownMasterKey { .. } => {
+                            report.unreadable += 1;
+                        }
+                        _ => report.failed += 1,
+                    }
+                    on_problem(&key, &e);
+                }
+            }
+        }
+    }
+    if report.failed == 0 {
+        let mut keyring = Keyring::load(keyring_path)?;
+        report.retired = keyring.retire_inactive();
+        if !report.retired.is_empty() {
+            keyring.save(keyring_path)?;
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
-    use tokio::io::AsyncReadExt;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+    const CHUNK: usize = 64 * 1024;
+    const TAG: usize = 16;
 
     fn key_of(bytes: &[u8]) -> BlobKey {
         BlobKey::from_digest(&Sha256::digest(bytes).into())
+    }
+
+    /// Bytes that repeat only every 251, so a chunk moved elsewhere never reads the same.
+    fn content(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
     }
 
     /// Writes `bytes` to a spool file next to (not inside) the store, as ingest would.
@@ -493,10 +692,43 @@ mod tests {
         out
     }
 
+    /// Reads until the end or the first error: what came out, and the error if there was one.
+    async fn read_until_error(
+        mut reader: impl AsyncRead + Unpin,
+    ) -> (Vec<u8>, Option<std::io::Error>) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => return (out, None),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    fn keyring() -> Arc<Keyring> {
+        Arc::new(Keyring::generate().unwrap())
+    }
+
     fn setup() -> (tempfile::TempDir, LocalBlobStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(&dir.path().join("store")).unwrap();
+        let store = LocalBlobStore::open(&dir.path().join("store"), keyring()).unwrap();
         (dir, store)
+    }
+
+    async fn put(store: &LocalBlobStore, dir: &Path, bytes: &[u8]) -> BlobKey {
+        let key = key_of(bytes);
+        let name = format!("spool-{}", key.as_str());
+        store
+            .put_file(&spool(dir, &name, bytes), &key)
+            .await
+            .unwrap();
+        key
+    }
+
+    fn sealed_len(plain: usize) -> usize {
+        sealed::HEADER_LEN + plain + plain.div_ceil(CHUNK).max(1) * TAG
     }
 
     #[test]
@@ -525,7 +757,7 @@ mod tests {
 
         assert!(!store.exists(&key).await.unwrap());
         store.put_file(&src, &key).await.unwrap();
-        assert!(!src.exists(), "source is moved, not copied");
+        assert!(!src.exists(), "the source is removed");
         assert!(store.exists(&key).await.unwrap());
         assert_eq!(store.len(&key).await.unwrap(), bytes.len() as u64);
         assert_eq!(read_all(&store, &key).await, bytes);
@@ -547,6 +779,360 @@ mod tests {
             fs::metadata(root).unwrap().permissions().mode() & 0o777,
             0o700
         );
+        assert_eq!(fs::read_dir(&store.inner.tmp).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn no_plaintext_reaches_the_blob_file() {
+        let (dir, store) = setup();
+        let bytes = b"DOE^JANE 1970-01-01 ".repeat(10_000);
+        let key = put(&store, dir.path(), &bytes).await;
+        let raw = fs::read(store.inner.blob_path(&key)).unwrap();
+        assert!(!raw.windows(8).any(|w| w == b"DOE^JANE"));
+        assert_eq!(raw.len(), sealed_len(bytes.len()));
+        assert_eq!(read_all(&store, &key).await, bytes);
+    }
+
+    #[tokio::test]
+    async fn round_trip_across_chunk_boundaries() {
+        let (dir, store) = setup();
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 17] {
+            let bytes = content(len);
+            let key = put(&store, dir.path(), &bytes).await;
+            assert_eq!(store.len(&key).await.unwrap(), len as u64, "{len}");
+            let on_disk = fs::metadata(store.inner.blob_path(&key)).unwrap().len();
+            assert_eq!(on_disk, sealed_len(len) as u64, "{len}");
+            assert_eq!(read_all(&store, &key).await, bytes, "{len}");
+            // Small reads split chunks across calls.
+            let mut reader = store.open(&key).await.unwrap();
+            let mut out = Vec::new();
+            let mut small = [0u8; 7];
+            loop {
+                let n = reader.read(&mut small).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&small[..n]);
+            }
+            assert_eq!(out, bytes, "{len} in small reads");
+        }
+    }
+
+    /// Hands out at most 5 bytes per poll and is pending every other time, as a slow disk or
+    /// socket might.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        pending: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.pending = !self.pending;
+            if self.pending {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = (self.bytes.len() - self.at).min(5).min(out.remaining());
+            let at = self.at;
+            out.put_slice(&self.bytes[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A reader over the chunks of `raw` (a whole blob file) that skips the file-length check
+    /// `open` makes, to exercise the stream's own checks.
+    fn stream_over(store: &LocalBlobStore, key: &BlobKey, raw: &[u8]) -> BlobReader<Trickle> {
+        let header: [u8; sealed::HEADER_LEN] = raw[..sealed::HEADER_LEN].try_into().unwrap();
+        let header = Header::open(&header, &store.inner.keyring, key).unwrap();
+        let chunks = Trickle {
+            bytes: raw[sealed::HEADER_LEN..].to_vec(),
+            at: 0,
+            pending: false,
+        };
+        BlobReader::new(chunks, &header, key.clone(), PathBuf::from("test")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_trickling_source_reads_whole() {
+        let (dir, store) = setup();
+        let bytes = content(2 * CHUNK + 3);
+        let key = put(&store, dir.path(), &bytes).await;
+        let raw = fs::read(store.inner.blob_path(&key)).unwrap();
+        let (out, err) = read_until_error(stream_over(&store, &key, &raw)).await;
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(out, bytes);
+    }
+
+    #[tokio::test]
+    async fn damaged_chunks_fail_without_yielding_their_bytes() {
+        let (dir, store) = setup();
+        let bytes = content(2 * CHUNK + 100);
+        let key = put(&store, dir.path(), &bytes).await;
+        let path = store.inner.blob_path(&key);
+        let good = fs::read(&path).unwrap();
+        let chunk_at = |i: usize| sealed::HEADER_LEN + i * (CHUNK + TAG);
+
+        let flip = |at: usize| {
+            let mut raw = good.clone();
+            raw[at] ^= 0x01;
+            raw
+        };
+        let swap = {
+            let mut raw = good.clone();
+            let (first, second) = (chunk_at(0), chunk_at(1));
+            let chunk0 = good[first..second].to_vec();
+            raw.copy_within(second..chunk_at(2), first);
+            raw[second..chunk_at(2)].copy_from_slice(&chunk0);
+            raw
+        };
+        // (what was done, the file, how many plaintext bytes may come out before the error)
+        let cases = [
+            ("ciphertext byte in chunk 1", flip(chunk_at(1) + 10), CHUNK),
+            ("tag of chunk 0", flip(chunk_at(1) - 1), 0),
+            ("last chunk's last byte", flip(good.len() - 1), 2 * CHUNK),
+            ("chunks 0 and 1 swapped", swap, 0),
+        ];
+        for (what, raw, allowed) in cases {
+            fs::write(&path, &raw).unwrap();
+            let (out, err) = read_until_error(store.open(&key).await.unwrap()).await;
+            let err = err.unwrap_or_else(|| panic!("{what}: read succeeded"));
+            assert_eq!(err.kind(), ErrorKind::InvalidData, "{what}");
+            assert!(
+                err.to_string().contains("fails authentication"),
+                "{what}: {err}"
+            );
+            assert_eq!(out.len(), allowed, "{what}");
+            assert_eq!(out, bytes[..out.len()], "{what}");
+        }
+
+        // Length changes are caught when the blob is opened, before any byte is read...
+        let cases = [
+            ("last chunk cut short", good[..good.len() - 1].to_vec()),
+            ("last chunk dropped", good[..chunk_at(2)].to_vec()),
+            ("a byte appended", [good.as_slice(), &[0]].concat()),
+        ];
+        for (what, raw) in &cases {
+            fs::write(&path, raw).unwrap();
+            let err = store.open(&key).await.err();
+            assert!(
+                matches!(err, Some(StoreError::Corrupt { .. })),
+                "{what}: {err:?}"
+            );
+            assert!(store.len(&key).await.is_err(), "{what}");
+        }
+        // ...and by the stream itself should the file change under an open reader.
+        // Each chunk that authenticates comes out; the stream fails where the damage is.
+        for ((what, raw), allowed) in cases.iter().zip([2 * CHUNK, 2 * CHUNK, bytes.len()]) {
+            let (out, err) = read_until_error(stream_over(&store, &key, raw)).await;
+            assert!(err.is_some(), "{what}: read succeeded");
+            assert_eq!(out, bytes[..allowed], "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn any_header_change_is_refused() {
+        let (dir, store) = setup();
+        let bytes = content(CHUNK + 5);
+        let key = put(&store, dir.path(), &bytes).await;
+        let path = store.inner.blob_path(&key);
+        let good = fs::read(&path).unwrap();
+        // Every byte of the fixed header and of the used key slot.
+        for at in 0..26 + 64 {
+            let mut raw = good.clone();
+            raw[at] ^= 0x80;
+            fs::write(&path, &raw).unwrap();
+            let err = store.open(&key).await.err();
+            assert!(
+                matches!(
+                    err,
+                    Some(StoreError::Corrupt { .. } | StoreError::UnknownMasterKey { .. })
+                ),
+                "byte {at}: {err:?}"
+            );
+        }
+        fs::write(&path, &good).unwrap();
+        assert_eq!(read_all(&store, &key).await, bytes);
+
+        // Not a blob at all, and too short to be one.
+        for junk in [b"junk".repeat(100), b"junk".to_vec()] {
+            fs::write(&path, &junk).unwrap();
+            let err = store.open(&key).await.err();
+            assert!(matches!(err, Some(StoreError::Corrupt { .. })), "{err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blob_moved_to_another_name_does_not_open() {
+        let (dir, store) = setup();
+        let key = put(&store, dir.path(), b"the real content").await;
+        let other = key_of(b"another object");
+        let leaf = store.inner.durable_leaf_dir(&other).unwrap();
+        fs::copy(store.inner.blob_path(&key), leaf.join(other.as_str())).unwrap();
+        let err = store.open(&other).await.err();
+        assert!(matches!(err, Some(StoreError::Corrupt { .. })), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_wrong_master_key_reads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let right = keyring();
+        let store = LocalBlobStore::open(&root, Arc::clone(&right)).unwrap();
+        let key = put(&store, dir.path(), b"sealed under the right key").await;
+
+        // Another archive's keyring: the blob names a key it does not have.
+        let other = LocalBlobStore::open(&root, keyring()).unwrap();
+        let err = other.open(&key).await.err();
+        assert!(
+            matches!(&err, Some(StoreError::UnknownMasterKey { ids, .. }) if ids == &[right.active_id()]),
+            "{err:?}"
+        );
+        assert!(other.len(&key).await.is_err());
+
+        // The same key id with other key bytes.
+        let forged = dir.path().join("forged");
+        let id = right.active_id();
+        let text = format!("version 1\nactive {id}\nkey {id} {}\n", "11".repeat(32));
+        fs::write(&forged, text).unwrap();
+        fs::set_permissions(&forged, fs::Permissions::from_mode(0o600)).unwrap();
+        let forged =
+            LocalBlobStore::open(&root, Arc::new(Keyring::load(&forged).unwrap())).unwrap();
+        let err = forged.open(&key).await.err();
+        assert!(matches!(err, Some(StoreError::Corrupt { .. })), "{err:?}");
+    }
+
+    /// The bytes of a blob file after its header: rotation must never touch them.
+    fn chunks_of(store: &LocalBlobStore, key: &BlobKey) -> Vec<u8> {
+        fs::read(store.inner.blob_path(key)).unwrap()[sealed::HEADER_LEN..].to_vec()
+    }
+
+    /// Which of a blob's two key slots hold anything.
+    fn used_slots(store: &LocalBlobStore, key: &BlobKey) -> [bool; 2] {
+        let raw = fs::read(store.inner.blob_path(key)).unwrap();
+        [26..90, 90..154].map(|range| raw[range].iter().any(|b| *b != 0))
+    }
+
+    #[tokio::test]
+    async fn rotation_rewraps_every_blob_and_retires_the_old_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let keys = dir.path().join("master-keys");
+        let first = Keyring::generate().unwrap();
+        first.save(&keys).unwrap();
+        let old_id = first.active_id();
+        let old = Arc::new(first);
+        let store = LocalBlobStore::open(&root, Arc::clone(&old)).unwrap();
+        let mut stored = Vec::new();
+        for bytes in [Vec::new(), content(10), content(3 * CHUNK + 1)] {
+            let key = put(&store, dir.path(), &bytes).await;
+            stored.push((key.clone(), bytes, chunks_of(&store, &key)));
+        }
+
+        let mut problems = 0;
+        let report = rotate_master_key(&root, &keys, |_, _| problems += 1)
+            .await
+            .unwrap();
+        assert_eq!(problems, 0);
+        assert!(!report.resumed);
+        assert_ne!(report.active, old_id);
+        assert_eq!(
+            (report.rewrapped, report.already_current, report.failed),
+            (3, 0, 0)
+        );
+        assert_eq!(report.retired, vec![old_id]);
+        let now = Arc::new(Keyring::load(&keys).unwrap());
+        assert_eq!(now.ids(), vec![report.active]);
+
+        let rotated = LocalBlobStore::open(&root, Arc::clone(&now)).unwrap();
+        let stale = LocalBlobStore::open(&root, old).unwrap();
+        for (key, bytes, chunks) in &stored {
+            assert_eq!(&read_all(&rotated, key).await, bytes);
+            assert_eq!(&chunks_of(&rotated, key), chunks, "only the header changes");
+            assert_eq!(used_slots(&rotated, key), [false, true]);
+            assert!(matches!(
+                stale.open(key).await,
+                Err(StoreError::UnknownMasterKey { .. })
+            ));
+        }
+
+        // Again: the slots swap back, and new blobs are sealed under the active key.
+        let report = rotate_master_key(&root, &keys, |_, _| problems += 1)
+            .await
+            .unwrap();
+        assert_eq!(report.rewrapped, 3);
+        let now = Arc::new(Keyring::load(&keys).unwrap());
+        let rotated = LocalBlobStore::open(&root, now).unwrap();
+        for (key, bytes, _) in &stored {
+            assert_eq!(&read_all(&rotated, key).await, bytes);
+            assert_eq!(used_slots(&rotated, key), [true, false]);
+        }
+        let fresh = put(&rotated, dir.path(), b"after rotation").await;
+        assert_eq!(read_all(&rotated, &fresh).await, b"after rotation");
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_rotation_loses_nothing_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let keys = dir.path().join("master-keys");
+        let mut keyring = Keyring::generate().unwrap();
+        keyring.save(&keys).unwrap();
+        let only_old = Arc::new(Keyring::load(&keys).unwrap());
+        let store = LocalBlobStore::open(&root, Arc::clone(&only_old)).unwrap();
+        let bytes = content(CHUNK + 1);
+        let key = put(&store, dir.path(), &bytes).await;
+        let damaged = put(&store, dir.path(), b"its header will be damaged").await;
+
+        // The crash: the new key is saved, and one blob got its new slot but still has its old.
+        let new_id = keyring.add_active().unwrap();
+        keyring.save(&keys).unwrap();
+        let path = store.inner.blob_path(&key);
+        let raw = fs::read(&path).unwrap();
+        let header = Header::open(raw[..154].try_into().unwrap(), &keyring, &key).unwrap();
+        let writes = header.rewrap_writes(&keyring, &key).unwrap();
+        assert_eq!(writes.len(), 2);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&writes[0].1, writes[0].0).unwrap();
+        assert_eq!(used_slots(&store, &key), [true, true]);
+        assert_eq!(
+            read_all(&store, &key).await,
+            bytes,
+            "the old key still opens it"
+        );
+
+        // A torn write of the new slot leaves the old one.
+        let mut torn = writes[0].1;
+        torn[40..].fill(0xEE);
+        file.write_all_at(&torn, writes[0].0).unwrap();
+        assert_eq!(read_all(&store, &key).await, bytes);
+        // A blob no key opens is reported, and does not hold up retirement.
+        let damaged_path = store.inner.blob_path(&damaged);
+        let mut raw = fs::read(&damaged_path).unwrap();
+        raw[40] ^= 1;
+        fs::write(&damaged_path, raw).unwrap();
+
+        let mut reported = Vec::new();
+        let report = rotate_master_key(&root, &keys, |key, e| {
+            reported.push((key.clone(), e.to_string()));
+        })
+        .await
+        .unwrap();
+        assert!(report.resumed);
+        assert_eq!(report.active, new_id);
+        assert_eq!((report.rewrapped, report.unreadable), (1, 1));
+        assert_eq!(reported.len(), 1);
+        assert_eq!(reported[0].0, damaged);
+        assert_eq!(report.retired, vec![only_old.active_id()]);
+        let now = Arc::new(Keyring::load(&keys).unwrap());
+        let store = LocalBlobStore::open(&root, now).unwrap();
+        assert_eq!(read_all(&store, &key).await, bytes);
+        assert_eq!(used_slots(&store, &key).iter().filter(|u| **u).count(), 1);
     }
 
     #[tokio::test]
@@ -561,26 +1147,6 @@ mod tests {
         store.put_file(&again, &key).await.unwrap();
         assert!(!again.exists(), "the duplicate source is removed");
         assert_eq!(read_all(&store, &key).await, b"same");
-    }
-
-    #[tokio::test]
-    async fn cross_filesystem_fallback_copies_durably() {
-        let (dir, store) = setup();
-        let key = key_of(b"far away");
-        let src = spool(dir.path(), "far", b"far away");
-        let dest = store
-            .inner
-            .durable_leaf_dir(&key)
-            .unwrap()
-            .join(key.as_str());
-        store.inner.copy_into_place(&src, &dest).unwrap();
-        assert!(!src.exists());
-        assert_eq!(read_all(&store, &key).await, b"far away");
-        assert_eq!(
-            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(fs::read_dir(&store.inner.tmp).unwrap().count(), 0);
     }
 
     #[tokio::test]
@@ -605,7 +1171,6 @@ mod tests {
         // A key whose shard directories were never created.
         store.delete(&key_of(b"never stored")).await.unwrap();
     }
-
     #[tokio::test]
     async fn list_shard_returns_keys_and_ignores_junk() {
         let (dir, store) = setup();
@@ -655,14 +1220,16 @@ mod tests {
 
     #[tokio::test]
     async fn reopen_keeps_blobs() {
-        let (dir, store) = setup();
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = keyring();
+        let store = LocalBlobStore::open(&dir.path().join("store"), Arc::clone(&keyring)).unwrap();
         let key = key_of(b"kept");
         store
             .put_file(&spool(dir.path(), "k", b"kept"), &key)
             .await
             .unwrap();
         drop(store);
-        let store = LocalBlobStore::open(&dir.path().join("store")).unwrap();
+        let store = LocalBlobStore::open(&dir.path().join("store"), keyring).unwrap();
         assert_eq!(read_all(&store, &key).await, b"kept");
     }
 

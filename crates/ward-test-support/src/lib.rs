@@ -247,6 +247,47 @@ fn default_listener(extra: &[&str], flag: &'static str) -> Vec<&'static str> {
     }
 }
 
+/// The keyring file of a data directory: the master keys that wrap every blob's data key.
+pub fn master_keys(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("master-keys")
+}
+
+/// The plaintext of a stored blob, read as Ward reads it: through the blob store, with the data
+/// directory's master keys. Blob files on disk are sealed, so tests that compare what was
+/// stored with what was sent read it through here. Panics if the blob does not authenticate.
+pub fn stored_plaintext(data_dir: &Path, blob_key: &str) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    use ward_store::BlobStore;
+
+    let keyring = ward_store::Keyring::load(&master_keys(data_dir)).expect("keyring loads");
+    let store = ward_store::LocalBlobStore::open(data_dir, Arc::new(keyring)).expect("store opens");
+    let key = ward_store::BlobKey::parse(blob_key).expect("a blob key");
+    // A runtime of its own, on a thread of its own, so that tests may call this from inside
+    // theirs.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    let mut out = Vec::new();
+                    store
+                        .open(&key)
+                        .await
+                        .expect("blob opens")
+                        .read_to_end(&mut out)
+                        .await
+                        .expect("blob reads");
+                    out
+                })
+            })
+            .join()
+            .expect("reader thread")
+    })
+}
+
 /// A fresh data directory with the given peers registered: `(aet, host, allow)`.
 pub fn data_dir_with_peers(bin: &Path, peers: &[(&str, &str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -33,6 +33,8 @@ pub enum InvalidValue {
     UnknownOperation(String),
     #[error("invalid address pattern {0:?} (expected IP or IP/PREFIX)")]
     HostPattern(String),
+    #[error("invalid {0} {1:?}")]
+    Unknown(&'static str, String),
 }
 
 /// A DICOM unique identifier (VR UI, PS3.5 §9.1): 1–64 characters, digits and dots, no empty
@@ -175,6 +177,146 @@ pub struct AePeer {
     /// A legacy modality that cannot do TLS: plain TCP is accepted from its registered address
     /// even when that is not loopback. Listed as a risk wherever the registry is shown.
     pub legacy_plain: bool,
+    /// Whether associations from this AE must identify a user (PS3.7 D.3.3.7).
+    pub identity: IdentityMode,
+}
+
+/// What user identity an AE's associations must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum IdentityMode {
+    /// User identity is not asked for; one sent is still checked and recorded.
+    #[default]
+    None,
+    /// An association may identify a user; if it does, the identity must check out.
+    Optional,
+    /// Every association must identify a user with a passcode or a token that checks out.
+    Required,
+}
+
+impl IdentityMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityMode::None => "none",
+            IdentityMode::Optional => "optional",
+            IdentityMode::Required => "required",
+        }
+    }
+}
+
+impl FromStr for IdentityMode {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(IdentityMode::None),
+            "optional" => Ok(IdentityMode::Optional),
+            "required" => Ok(IdentityMode::Required),
+            other => Err(InvalidValue::Unknown("identity mode", other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for IdentityMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Everything, including queries that enumerate patients.
+    Administrator,
+    /// Query and retrieve images.
+    Clinician,
+    /// Send images.
+    Modality,
+    /// Read the audit trail; no images.
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Administrator,
+        Role::Clinician,
+        Role::Modality,
+        Role::Auditor,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::Clinician => "clinician",
+            Role::Modality => "modality",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// The DIMSE operations the role allows.
+    pub fn operations(self) -> OperationSet {
+        let ops: &[Operation] = match self {
+            Role::Administrator => &Operation::ALL,
+            Role::Clinician => &[
+                Operation::Echo,
+                Operation::Find,
+                Operation::Get,
+                Operation::Move,
+            ],
+            Role::Modality => &[Operation::Echo, Operation::Store],
+            Role::Auditor => &[Operation::Echo],
+        };
+        ops.iter().copied().collect()
+    }
+}
+
+impl FromStr for Role {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| InvalidValue::Unknown("role", s.to_owned()))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A local user name: 1–64 characters of letters, digits and `._-@`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        if ok {
+            Ok(UserName(raw.to_owned()))
+        } else {
+            Err(InvalidValue::Unknown("user name", raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UserName {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UserName::parse(s)
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The attributes of one instance that the index keeps, read from the instance's header (the
@@ -406,6 +548,26 @@ mod tests {
         assert_eq!(set.to_string(), "echo,store");
         assert!("echo,delete".parse::<OperationSet>().is_err());
         assert!("".parse::<OperationSet>().unwrap().is_empty());
+    }
+
+    #[test]
+    fn roles_identity_modes_and_user_names() {
+        assert_eq!("Clinician".parse::<Role>().unwrap(), Role::Clinician);
+        assert!("root".parse::<Role>().is_err());
+        assert!(Role::Administrator.operations().contains(Operation::Store));
+        assert!(!Role::Clinician.operations().contains(Operation::Store));
+        assert!(Role::Modality.operations().contains(Operation::Store));
+        assert!(!Role::Auditor.operations().contains(Operation::Find));
+        assert_eq!(
+            "required".parse::<IdentityMode>().unwrap(),
+            IdentityMode::Required
+        );
+        assert!("sometimes".parse::<IdentityMode>().is_err());
+        assert!(UserName::parse("dr.jones@ward").is_ok());
+        assert!(UserName::parse("").is_err());
+        assert!(UserName::parse("a b").is_err());
+        assert!(UserName::parse("a/b").is_err());
+        assert!(UserName::parse(&"a".repeat(65)).is_err());
     }
 
     #[test]

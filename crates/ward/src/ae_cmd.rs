@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ward_index::Index;
-use ward_types::{AePeer, AeTitle, HostPattern, OperationSet};
+use ward_types::{AePeer, AeTitle, HostPattern, IdentityMode, OperationSet};
 
 use crate::data_dir::{DataDir, create_private_dir, write_private_file};
 
@@ -31,6 +31,9 @@ pub enum AeCommand {
         /// A declared risk, listed at every start and by `ward ae list`.
         #[arg(long)]
         legacy_plain: bool,
+        /// User identity its associations must carry: none, optional or required.
+        #[arg(long, default_value = "none")]
+        identity: IdentityMode,
         #[arg(long, default_value = "ward-data")]
         data: PathBuf,
     },
@@ -65,6 +68,7 @@ pub async fn run(command: AeCommand) -> Result<ExitCode> {
             allow,
             cert,
             legacy_plain,
+            identity,
             data,
         } => {
             if allow.is_empty() {
@@ -91,6 +95,7 @@ pub async fn run(command: AeCommand) -> Result<ExitCode> {
                 allow,
                 cert_sha256,
                 legacy_plain,
+                identity,
             };
             index
                 .ae_add(&peer)
@@ -108,8 +113,8 @@ pub async fn run(command: AeCommand) -> Result<ExitCode> {
             let index = DataDir::open(&data)?.index().await?;
             let peers = index.ae_list().await?;
             println!(
-                "{:<16}  {:<24}  {:<5}  {:<22}  {:<16}  RISK",
-                "AE TITLE", "HOST", "PORT", "ALLOWED", "TRANSPORT"
+                "{:<16}  {:<24}  {:<5}  {:<22}  {:<16}  {:<8}  RISK",
+                "AE TITLE", "HOST", "PORT", "ALLOWED", "TRANSPORT", "IDENTITY"
             );
             for p in peers {
                 let port = p.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
@@ -124,12 +129,13 @@ pub async fn run(command: AeCommand) -> Result<ExitCode> {
                     "-"
                 };
                 println!(
-                    "{:<16}  {:<24}  {:<5}  {:<22}  {:<16}  {risk}",
+                    "{:<16}  {:<24}  {:<5}  {:<22}  {:<16}  {:<8}  {risk}",
                     p.aet.as_str(),
                     p.host.to_string(),
                     port,
                     p.allow.to_string(),
-                    transport
+                    transport,
+                    p.identity.name()
                 );
             }
         }

@@ -10,7 +10,7 @@ use ward_auth::pki::{self, Credentials};
 use ward_config::Config;
 use ward_index::{Durability, Index, SqliteIndex};
 use ward_ingest::{Ingest, IngestLimits};
-use ward_store::LocalBlobStore;
+use ward_store::{BlobKey, Keyring, LocalBlobStore, Rotation, StoreError};
 
 const INDEX_FILE: &str = "index.sqlite";
 /// Keys and certificates, owner-only.
@@ -19,6 +19,8 @@ const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca-key.pem";
 const SERVER_CERT: &str = "server.pem";
 const SERVER_KEY: &str = "server-key.pem";
+/// The master keys that wrap every blob's data key (see `ward_store::Keyring`).
+const MASTER_KEYS: &str = "master-keys";
 /// Ed25519 key (PKCS#8) that signs the audit trail's checkpoints.
 const AUDIT_KEY: &str = "audit-signing.pk8";
 /// The audit trail.
@@ -63,11 +65,15 @@ impl DataDir {
         let audit_key =
             ward_audit::generate_signing_key().context("cannot create the audit signing key")?;
         write_private_file(&keys.join(AUDIT_KEY), &audit_key)?;
+        let keyring = Keyring::generate().context("cannot create the master key")?;
+        keyring
+            .save(&keys.join(MASTER_KEYS))
+            .context("cannot save the master key")?;
         write_private_file(
             &root.join(ward_config::CONFIG_FILE),
             Config::default().to_toml().as_bytes(),
         )?;
-        LocalBlobStore::open(root).context("cannot create the blob store")?;
+        LocalBlobStore::open(root, Arc::new(keyring)).context("cannot create the blob store")?;
         let dir = DataDir {
             root: root.to_owned(),
         };
@@ -136,13 +142,37 @@ impl DataDir {
         fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     }
 
+    /// The blob store, sealing new blobs under the active master key.
+    pub fn blob_store(&self) -> Result<LocalBlobStore> {
+        let path = self.root.join(KEYS_DIR).join(MASTER_KEYS);
+        if !path.exists() {
+            bail!(
+                "{} is missing: without it no stored object can be read (restore it from a \
+                 backup; data directories made before encryption at rest need `ward init` anew)",
+                path.display()
+            );
+        }
+        let keyring = Keyring::load(&path)?;
+        LocalBlobStore::open(&self.root, Arc::new(keyring)).context("cannot open the blob store")
+    }
+
+    /// Rotates the master key (see `ward_store::rotate_master_key`). No server may run on the
+    /// data directory meanwhile.
+    pub async fn rotate_master_key(
+        &self,
+        on_problem: impl FnMut(&BlobKey, &StoreError),
+    ) -> Result<Rotation> {
+        let path = self.root.join(KEYS_DIR).join(MASTER_KEYS);
+        Ok(ward_store::rotate_master_key(&self.root, &path, on_problem).await?)
+    }
+
     pub fn ingest(
         &self,
         index: Arc<dyn Index>,
         audit: Arc<ward_audit::AuditLog>,
         config: &Config,
     ) -> Result<Ingest> {
-        let store = LocalBlobStore::open(&self.root).context("cannot open the blob store")?;
+        let store = self.blob_store()?;
         let limits = IngestLimits {
             max_object_bytes: config.storage.max_object_bytes,
             ..IngestLimits::default()
@@ -180,6 +210,18 @@ impl DataDir {
             cert_pem: read(cert)?,
             key_pem: read(key)?,
         })
+    }
+
+    /// The process id of a server running on this data directory, if one is: its pid file is
+    /// present and names a live process. (A pid file left by a crash names a dead one, or,
+    /// rarely, a reused pid: then this errs on the side of "running".)
+    pub fn running_server(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.root.join(RUNNING_FILE)).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        Path::new("/proc")
+            .join(pid.to_string())
+            .exists()
+            .then_some(pid)
     }
 
     /// Records that a server is running, and reports whether the previous one stopped

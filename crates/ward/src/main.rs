@@ -7,6 +7,8 @@ mod data_dir;
 mod qr_cmd;
 mod serve_cmd;
 mod store_cmd;
+mod user_cmd;
+mod verify_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,10 +38,23 @@ enum Command {
         #[command(subcommand)]
         command: ae_cmd::AeCommand,
     },
+    /// Manage local users (for user identity negotiation).
+    User {
+        #[command(subcommand)]
+        command: user_cmd::UserCommand,
+    },
     /// Read and verify the tamper-evident audit trail.
     AuditLog {
         #[command(subcommand)]
         command: audit_cmd::AuditLogCommand,
+    },
+    /// Read every stored object through decryption and check it against its SHA-256 name and
+    /// the index. Exit status 1 when anything is wrong.
+    Verify(verify_cmd::VerifyArgs),
+    /// Manage the master key that encrypts stored objects.
+    Key {
+        #[command(subcommand)]
+        command: verify_cmd::KeyCommand,
     },
     /// Send DICOM files (and folders, recursively) to a storage SCP.
     Store(store_cmd::StoreArgs),
@@ -84,13 +99,23 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init(args) => {
-            DataDir::init(&args.data, &args.host_names).await?;
+            let dir = DataDir::init(&args.data, &args.host_names).await?;
+            let password = ward_auth::identity::generate_password()?;
+            let index = dir.index().await?;
+            let admin = ward_types::UserName::parse("admin")?;
+            user_cmd::add_user(&*index, &admin, ward_types::Role::Administrator, &password).await?;
+            index.close().await;
             println!("initialised {}", args.data.display());
+            println!("administrator: admin");
+            println!("password (shown once, store it now): {password}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve_cmd::run(args).await,
         Command::Ae { command } => ae_cmd::run(command).await,
         Command::AuditLog { command } => audit_cmd::run(command).await,
+        Command::User { command } => user_cmd::run(command).await,
+        Command::Verify(args) => verify_cmd::verify(args).await,
+        Command::Key { command } => verify_cmd::key(command).await,
         Command::Store(args) => store_cmd::run(args).await,
         Command::Find(args) => qr_cmd::find(args).await,
         Command::Get(args) => qr_cmd::get(args).await,

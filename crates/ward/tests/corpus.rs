@@ -10,7 +10,7 @@ use std::path::Path;
 
 use pydicom_corpus::CorpusFile;
 use ward_index::Index;
-use ward_test_support::{WardServer, data_dir_with_peers, python_script};
+use ward_test_support::{WardServer, data_dir_with_peers, python_script, stored_plaintext};
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
 
@@ -38,13 +38,15 @@ fn pydicom_corpus_is_stored_faithfully() {
     pydicom_corpus::assert_expected_refusals(&refused);
 }
 
-/// Stores the files into a fresh archive, then checks every stored blob against its source with
-/// pydicom. Returns the number stored and the refusals with the reason Ward gave.
+/// Stores the files into a fresh archive, then checks every stored blob's plaintext against its
+/// source with pydicom. Returns the number stored and the refusals with the reason Ward gave.
 fn store_pass(bin: &Path, files: &[&CorpusFile]) -> (usize, BTreeMap<String, String>) {
     let dir = data_dir_with_peers(bin, &[("CORPUS", "127.0.0.1", "store")]);
     let server = WardServer::start(bin, &dir.path().join("data"));
     let (stored, refused) = pydicom_corpus::store_each(bin, &server, "CORPUS", files);
-    // Every stored file's blob parses to the same data set.
+    // Every stored file's blob parses to the same data set. Blobs are sealed on disk: pydicom
+    // gets their plaintext, as Ward reads it.
+    let plain = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pairs: Vec<String> = rt.block_on(async {
         let index = ward_index::SqliteIndex::open(&server.data.join("index.sqlite"), false)
@@ -57,14 +59,8 @@ fn store_pass(bin: &Path, files: &[&CorpusFile]) -> (usize, BTreeMap<String, Str
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("{} acknowledged but not indexed", path.display()));
-            let key = &row.blob_key;
-            let blob = server
-                .data
-                .join("blobs")
-                .join(&key[0..2])
-                .join(&key[2..4])
-                .join(key);
-            assert!(blob.is_file(), "{} has no blob", path.display());
+            let blob = plain.path().join(&row.blob_key);
+            std::fs::write(&blob, stored_plaintext(&server.data, &row.blob_key)).unwrap();
             pairs.push(path.to_string_lossy().into_owned());
             pairs.push(blob.to_string_lossy().into_owned());
         }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use ward_index::Index;
 use ward_test_support::dicom::Synthetic;
-use ward_test_support::{WardServer, data_dir_with_peers, python_script};
+use ward_test_support::{
+    WardServer, data_dir_with_peers, master_keys, python_script, stored_plaintext,
+};
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
 const ROUNDS: usize = 5;
@@ -119,13 +121,7 @@ fn acknowledged_objects_survive_kill_9() {
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("acknowledged {uid} is missing"));
-            let key = &row.blob_key;
-            let blob = data
-                .join("blobs")
-                .join(&key[0..2])
-                .join(&key[2..4])
-                .join(key);
-            let stored = std::fs::read(&blob).unwrap();
+            let stored = stored_plaintext(&data, &row.blob_key);
             let original = std::fs::read(&sent[uid]).unwrap();
             assert!(
                 stored == original,
@@ -195,8 +191,10 @@ fn recovery_indexes_blobs_whose_rows_were_lost() {
     let relative = blob.strip_prefix(&donor_blobs).unwrap().to_owned();
 
     // The victim: the blob is there, its row is not, and the last run did not stop cleanly.
+    // It is the same archive as far as keys go: it has the donor's master key.
     let victim = data_dir_with_peers(bin, &[]);
     let data = victim.path().join("data");
+    std::fs::copy(master_keys(&donor.path().join("data")), master_keys(&data)).unwrap();
     let target = data.join("blobs").join(&relative);
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();
     std::fs::copy(&blob, &target).unwrap();

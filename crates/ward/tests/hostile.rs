@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ward_test_support::dicom::{CT_IMAGE_STORAGE, EXPLICIT_VR_LE, Synthetic, executable_preamble};
 use ward_test_support::raw::{self, ABORT, ASSOCIATE_AC, Answer, Raw};
-use ward_test_support::{WardServer, data_dir_with_peers, dcmtk};
+use ward_test_support::{WardServer, data_dir_with_peers, dcmtk, stored_plaintext};
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
 const VERIFICATION: &str = "1.2.840.10008.1.1";
@@ -213,8 +213,8 @@ fn executable_preamble_is_never_stored() {
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .next()
         .unwrap()
-        .path();
-    let bytes = std::fs::read(blob).unwrap();
+        .file_name();
+    let bytes = stored_plaintext(&server.data, blob.to_str().unwrap());
     assert!(
         bytes[..128].iter().all(|b| *b == 0),
         "preamble must be zeroed"

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use ward_test_support::dicom::{CT_IMAGE_STORAGE, EXPLICIT_VR_LE, Synthetic};
 use ward_test_support::raw::{self, ASSOCIATE_AC, ASSOCIATE_RJ, Answer, Raw};
-use ward_test_support::{WardServer, data_dir_with_peers, dcmtk, python_script, ward};
+use ward_test_support::{
+    WardServer, data_dir_with_peers, dcmtk, python_script, stored_plaintext, ward,
+};
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
 
@@ -316,7 +318,8 @@ fn raw_store_round_trip_keeps_the_bytes() {
     assert!(raw.release());
 
     let blob = only_blob(&server.data);
-    let stored = std::fs::read(&blob).unwrap();
+    let key = blob.file_name().unwrap().to_str().unwrap();
+    let stored = stored_plaintext(&server.data, key);
     assert!(
         stored.ends_with(&dataset),
         "the data set is stored exactly as received"

@@ -279,3 +279,141 @@ fn plain_dimse_beyond_loopback_needs_a_declared_reason() {
     let server = WardServer::start_with(bin(), &data, &["--dicom-listen", "0.0.0.0:0"]);
     assert!(server.log().contains("risk: OLDCT"), "{}", server.log());
 }
+
+/// User identity negotiation (PS3.7 D.3.3.7) with pynetdicom: passcodes only over TLS, wrong
+/// ones refused, `required` enforced, a positive response when asked, and roles applied — an
+/// administrator may enumerate, a clinician may not.
+#[test]
+fn user_identity_negotiation() {
+    let s = Setup::new();
+    s.server.cli(&[
+        "ae",
+        "add",
+        "WORKSTATION",
+        "--host",
+        "127.0.0.1",
+        "--allow",
+        "echo,find",
+        "--identity",
+        "required",
+    ]);
+    s.server.cli(&[
+        "ae",
+        "add",
+        "CASUAL",
+        "--host",
+        "127.0.0.1",
+        "--allow",
+        "echo,find",
+    ]);
+    s.server.cli(&[
+        "ae",
+        "issue-cert",
+        "WORKSTATION",
+        "--out",
+        s.cert_dir("WORKSTATION").to_str().unwrap(),
+    ]);
+    let add_user = |name: &str, role: &str| {
+        let mut child = std::process::Command::new(WARD)
+            .args([
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+                "--data",
+            ])
+            .arg(&s.server.data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"a long passphrase 1\n")
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    add_user("alice", "administrator");
+    add_user("carol", "clinician");
+    let creds = s.cert_dir("WORKSTATION");
+    let run = |calling: &str, tls: bool, kind: &str, user: &str, pass: &str| {
+        let port = if tls {
+            s.server.tls_port
+        } else {
+            s.server.port
+        };
+        let mut cmd = python_script("identity.py");
+        cmd.args(["127.0.0.1", &port.to_string(), calling, "WARD"]);
+        if tls {
+            cmd.arg(creds.join("ca.pem"))
+                .arg(creds.join("cert.pem"))
+                .arg(creds.join("key.pem"));
+        } else {
+            cmd.args(["-", "-", "-"]);
+        }
+        let out = cmd.args([kind, user, pass]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let admin = run(
+        "WORKSTATION",
+        true,
+        "passcode",
+        "alice",
+        "a long passphrase 1",
+    );
+    assert!(admin.starts_with("ACCEPTED positive=True"), "{admin}");
+    assert!(
+        admin.contains("FIND 0x0 "),
+        "an administrator may enumerate: {admin}"
+    );
+    let clinician = run(
+        "WORKSTATION",
+        true,
+        "passcode",
+        "carol",
+        "a long passphrase 1",
+    );
+    assert!(
+        clinician.contains("FIND 0x124 0"),
+        "a clinician may not: {clinician}"
+    );
+    assert_eq!(
+        run("WORKSTATION", true, "passcode", "alice", "wrong"),
+        "REJECTED"
+    );
+    assert_eq!(
+        run(
+            "WORKSTATION",
+            true,
+            "passcode",
+            "mallory",
+            "a long passphrase 1"
+        ),
+        "REJECTED"
+    );
+    assert_eq!(
+        run("WORKSTATION", true, "none", "", ""),
+        "REJECTED",
+        "identity required"
+    );
+    assert_eq!(
+        run("WORKSTATION", true, "username", "alice", ""),
+        "REJECTED",
+        "a bare name proves nothing"
+    );
+    // A passcode over plain TCP is refused even where identity is optional.
+    assert_eq!(
+        run("CASUAL", false, "passcode", "alice", "a long passphrase 1"),
+        "REJECTED"
+    );
+    let casual = run("CASUAL", false, "username", "alice", "");
+    assert!(
+        casual.contains("FIND 0x124 0"),
+        "an asserted name grants no role: {casual}"
+    );
+}

@@ -297,6 +297,7 @@ async fn ae_registry() {
         allow: allow.parse().unwrap(),
         cert_sha256: None,
         legacy_plain: false,
+        identity: Default::default(),
     };
     let ct = AePeer {
         cert_sha256: Some([7u8; 32]),
@@ -373,6 +374,7 @@ async fn reopening_keeps_data_and_the_file_is_private() {
         allow: "echo".parse().unwrap(),
         cert_sha256: None,
         legacy_plain: false,
+        identity: Default::default(),
     };
     index.ae_add(&peer).await.unwrap();
     index.close().await;

@@ -1,0 +1,573 @@
+//! The blob file format: the plaintext sealed with AES-256-GCM in fixed-size chunks under a
+//! random per-blob data key, which is itself sealed under a master key in the header.
+//!
+//! ```text
+//! offset size  field
+//!      0    8  magic "WARDBLB1"
+//!      8    2  format version (1)                         ┐
+//!     10    4  plaintext bytes per chunk (65,536)         │ the "fixed" header,
+//!     14    8  plaintext length                           │ integers big-endian
+//!     22    4  nonce prefix (random)                      ┘
+//!     26   64  key slot 0: master key id (4, 0 = empty), nonce (12), sealed data key (32 + 16)
+//!     90   64  key slot 1: the same
+//!    154       chunk 0, chunk 1, …: each its ciphertext followed by its 16-byte tag
+//! ```
+//!
+//! Why it is built this way:
+//! - Chunk `i` is sealed with the nonce `prefix ‖ i` and authenticates the fixed header, `i`,
+//!   and whether it is the last chunk. Changing the length, swapping or reordering chunks,
+//!   dropping the tail or appending to it all fail authentication or the length check, and a
+//!   reader decrypts one chunk at a time, so memory stays bounded whatever the blob's size.
+//! - There are `max(1, ⌈length / chunk⌉)` chunks: an empty blob still has one (empty, tagged)
+//!   chunk, so nothing is ever accepted without authentication.
+//! - Each blob gets a fresh random data key that never seals anything else, so the chunk
+//!   nonces only have to be distinct within one blob; the random prefix is extra margin.
+//! - A key slot seals the data key under a master key with a random nonce and authenticates
+//!   the fixed header, the master key id and the blob's name (the SHA-256 of its plaintext):
+//!   a header edited, or a file moved to another name, does not open.
+//! - Two slots make re-wrapping crash-safe in place: rotation writes the new wrap into the
+//!   empty slot and fsyncs, then zeroes the old slot and fsyncs. At every moment one slot opens
+//!   under a key of the keyring, provided a write to one slot never damages the other (the
+//!   "powersafe overwrite" property SQLite also relies on by default).
+
+use std::io::{self, ErrorKind};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use tokio::io::{AsyncRead, ReadBuf};
+use zeroize::Zeroizing;
+
+use crate::keyring::{KeyId, Keyring};
+use crate::{BlobKey, StoreError};
+
+const MAGIC: [u8; 8] = *b"WARDBLB1";
+const VERSION: u16 = 1;
+/// Plaintext bytes per chunk in the blobs written here.
+const CHUNK_LEN: u32 = 64 * 1024;
+/// Chunk sizes a reader accepts. The upper bound is what caps a reader's memory.
+const CHUNK_LEN_RANGE: std::ops::RangeInclusive<u32> = 1024..=(1 << 20);
+const TAG_LEN: usize = 16;
+const DATA_KEY_LEN: usize = 32;
+const FIXED_LEN: usize = 26;
+const SLOT_LEN: usize = 4 + NONCE_LEN + DATA_KEY_LEN + TAG_LEN;
+/// Length of the header in front of the first chunk.
+pub(crate) const HEADER_LEN: usize = FIXED_LEN + 2 * SLOT_LEN;
+
+fn slot_offset(slot: usize) -> usize {
+    FIXED_LEN + slot * SLOT_LEN
+}
+
+fn corrupt(key: &BlobKey, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        key: key.clone(),
+        reason: reason.into(),
+    }
+}
+
+/// The header's fields before the key slots, which every chunk and every slot authenticates.
+#[derive(Clone, Copy)]
+struct Fixed {
+    chunk_len: u32,
+    plaintext_len: u64,
+    nonce_prefix: [u8; 4],
+}
+
+impl Fixed {
+    fn encode(&self) -> [u8; FIXED_LEN] {
+        let mut out = [0u8; FIXED_LEN];
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..10].copy_from_slice(&VERSION.to_be_bytes());
+        out[10..14].copy_from_slice(&self.chunk_len.to_be_bytes());
+        out[14..22].copy_from_slice(&self.plaintext_len.to_be_bytes());
+        out[22..26].copy_from_slice(&self.nonce_prefix);
+        out
+    }
+
+    fn decode(bytes: &[u8; FIXED_LEN]) -> Result<Fixed, &'static str> {
+        let (magic, rest) = bytes.split_at(8);
+        if magic != MAGIC {
+            return Err("not a Ward blob (bad magic)");
+        }
+        let (version, rest) = rest.split_at(2);
+        if version != VERSION.to_be_bytes() {
+            return Err("unsupported blob format version");
+        }
+        let (chunk_len, rest) = rest.split_at(4);
+        let (plaintext_len, prefix) = rest.split_at(8);
+        let fixed = Fixed {
+            chunk_len: u32::from_be_bytes(chunk_len.try_into().map_err(|_| "bad header")?),
+            plaintext_len: u64::from_be_bytes(plaintext_len.try_into().map_err(|_| "bad header")?),
+            nonce_prefix: prefix.try_into().map_err(|_| "bad header")?,
+        };
+        if !CHUNK_LEN_RANGE.contains(&fixed.chunk_len) {
+            return Err("invalid chunk size");
+        }
+        fixed.file_len().ok_or("invalid plaintext length")?;
+        Ok(fixed)
+    }
+
+    fn chunk_count(&self) -> u64 {
+        self.plaintext_len
+            .div_ceil(u64::from(self.chunk_len))
+            .max(1)
+    }
+
+    /// Plaintext bytes in chunk `index`, which must be below `chunk_count()`.
+    fn chunk_plain_len(&self, index: u64) -> usize {
+        let start = index.saturating_mul(u64::from(self.chunk_len));
+        let len = self
+            .plaintext_len
+            .saturating_sub(start)
+            .min(u64::from(self.chunk_len));
+        // At most chunk_len, a u32.
+        len as usize
+    }
+
+    /// The whole file's length; `None` if it does not fit a u64 (a forged header).
+    fn file_len(&self) -> Option<u64> {
+        self.chunk_count()
+            .checked_mul(TAG_LEN as u64)?
+            .checked_add(self.plaintext_len)?
+            .checked_add(HEADER_LEN as u64)
+    }
+
+    fn chunk_nonce(&self, index: u64) -> Nonce {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..4].copy_from_slice(&self.nonce_prefix);
+        nonce[4..].copy_from_slice(&index.to_be_bytes());
+        Nonce::assume_unique_for_key(nonce)
+    }
+
+    fn chunk_aad(&self, index: u64) -> [u8; FIXED_LEN + 9] {
+        let mut aad = [0u8; FIXED_LEN + 9];
+        aad[..FIXED_LEN].copy_from_slice(&self.encode());
+        aad[FIXED_LEN..FIXED_LEN + 8].copy_from_slice(&index.to_be_bytes());
+        aad[FIXED_LEN + 8] = u8::from(index + 1 == self.chunk_count());
+        aad
+    }
+
+    fn slot_aad(&self, master: u32, blob: &BlobKey) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(FIXED_LEN + 4 + 64);
+        aad.extend_from_slice(&self.encode());
+        aad.extend_from_slice(&master.to_be_bytes());
+        aad.extend_from_slice(blob.as_str().as_bytes());
+        aad
+    }
+
+    /// Seals `data_key` under the keyring's active master key into a key slot.
+    fn seal_slot(
+        &self,
+        keyring: &Keyring,
+        blob: &BlobKey,
+        data_key: &[u8; DATA_KEY_LEN],
+    ) -> Result<[u8; SLOT_LEN], StoreError> {
+        let (id, master) = keyring.active();
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| StoreError::Crypto)?;
+        let mut sealed = Zeroizing::new(*data_key);
+        let tag = master
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(self.slot_aad(id.to_u32(), blob)),
+                &mut sealed[..],
+            )
+            .map_err(|_| StoreError::Crypto)?;
+        let mut slot = [0u8; SLOT_LEN];
+        slot[..4].copy_from_slice(&id.to_u32().to_be_bytes());
+        slot[4..4 + NONCE_LEN].copy_from_slice(&nonce);
+        slot[4 + NONCE_LEN..4 + NONCE_LEN + DATA_KEY_LEN].copy_from_slice(&sealed[..]);
+        slot[4 + NONCE_LEN + DATA_KEY_LEN..].copy_from_slice(tag.as_ref());
+        Ok(slot)
+    }
+
+    fn open_slot(&self, slot: &[u8], keyring: &Keyring, blob: &BlobKey) -> Slot {
+        if slot.iter().all(|b| *b == 0) {
+            return Slot::Empty;
+        }
+        let (id, rest) = slot.split_at(4);
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let id_raw = id.try_into().map(u32::from_be_bytes).unwrap_or(0);
+        let Some(id) = KeyId::from_u32(id_raw) else {
+            return Slot::Invalid;
+        };
+        let Some(master) = keyring.get(id) else {
+            return Slot::Unknown(id);
+        };
+        let Ok(nonce) = Nonce::try_assume_unique_for_key(nonce) else {
+            return Slot::Invalid;
+        };
+        let mut buf = Zeroizing::new([0u8; DATA_KEY_LEN + TAG_LEN]);
+        buf.copy_from_slice(sealed);
+        let aad = Aad::from(self.slot_aad(id_raw, blob));
+        match master.open_in_place(nonce, aad, &mut buf[..]) {
+            Ok(plain) => {
+                let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+                key.copy_from_slice(plain);
+                Slot::Opened(id, key)
+            }
+            Err(_) => Slot::Invalid,
+        }
+    }
+}
+
+/// What one key slot holds, as far as a keyring can tell.
+enum Slot {
+    Empty,
+    Opened(KeyId, Zeroizing<[u8; DATA_KEY_LEN]>),
+    /// Sealed under a master key this keyring does not have.
+    Unknown(KeyId),
+    /// Fails authentication: damaged, forged, or moved from another blob.
+    Invalid,
+}
+
+/// A parsed, authenticated header.
+pub(crate) struct Header {
+    fixed: Fixed,
+    slots: [Slot; 2],
+}
+
+impl Header {
+    /// Parses a header and opens its key slots with `keyring`. Fails unless at least one slot
+    /// yields the data key.
+    pub(crate) fn open(
+        bytes: &[u8; HEADER_LEN],
+        keyring: &Keyring,
+        blob: &BlobKey,
+    ) -> Result<Header, StoreError> {
+        let (fixed_bytes, slots) = bytes.split_at(FIXED_LEN);
+        let fixed_bytes: &[u8; FIXED_LEN] = fixed_bytes
+            .try_into()
+            .map_err(|_| corrupt(blob, "bad header"))?;
+        let fixed = Fixed::decode(fixed_bytes).map_err(|reason| corrupt(blob, reason))?;
+        let (first, second) = slots.split_at(SLOT_LEN);
+        let header = Header {
+            fixed,
+            slots: [
+                fixed.open_slot(first, keyring, blob),
+                fixed.open_slot(second, keyring, blob),
+            ],
+        };
+        header.data_key(blob)?;
+        Ok(header)
+    }
+
+    pub(crate) fn plaintext_len(&self) -> u64 {
+        self.fixed.plaintext_len
+    }
+
+    /// The length the whole file must have.
+    pub(crate) fn file_len(&self) -> u64 {
+        // `Fixed::decode` checked that it fits.
+        self.fixed.file_len().unwrap_or(u64::MAX)
+    }
+
+    fn opened(&self) -> impl Iterator<Item = (usize, KeyId, &[u8; DATA_KEY_LEN])> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| match slot {
+                Slot::Opened(id, key) => Some((i, *id, &**key)),
+                _ => None,
+            })
+    }
+
+    fn data_key(&self, blob: &BlobKey) -> Result<&[u8; DATA_KEY_LEN], StoreError> {
+        match self.opened().next() {
+            Some((_, _, key)) => Ok(key),
+            None => Err(self.no_key(blob)),
+        }
+    }
+
+    /// Why no slot yields the data key: a master key missing from the keyring if a slot names
+    /// one, otherwise damage.
+    fn no_key(&self, blob: &BlobKey) -> StoreError {
+        let unknown: Vec<KeyId> = self
+            .slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Unknown(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        if unknown.is_empty() {
+            corrupt(blob, "no key slot authenticates")
+        } else {
+            StoreError::UnknownMasterKey {
+                key: blob.clone(),
+                ids: unknown,
+            }
+        }
+    }
+
+    /// The slot writes that leave this header with exactly one slot, sealed under the
+    /// keyring's active key, and the other empty, in the order they must reach the disk (each
+    /// followed by an fsync): `(offset, bytes)`. Empty when the header is already so.
+    pub(crate) fn rewrap_writes(
+        &self,
+        keyring: &Keyring,
+        blob: &BlobKey,
+    ) -> Result<Vec<(u64, [u8; SLOT_LEN])>, StoreError> {
+        let active = keyring.active_id();
+        let offset = |slot: usize| slot_offset(slot) as u64;
+        if let Some((slot, _, _)) = self.opened().find(|(_, id, _)| *id == active) {
+            let other = 1 - slot;
+            return Ok(match self.slots[other] {
+                Slot::Empty => Vec::new(),
+                _ => vec![(offset(other), [0u8; SLOT_LEN])],
+            });
+        }
+        let Some((slot, _, data_key)) = self.opened().next() else {
+            return Err(self.no_key(blob));
+        };
+        let other = 1 - slot;
+        Ok(vec![
+            (
+                offset(other),
+                self.fixed.seal_slot(keyring, blob, data_key)?,
+            ),
+            (offset(slot), [0u8; SLOT_LEN]),
+        ])
+    }
+}
+
+/// Seals a plaintext of known length chunk by chunk, in order.
+pub(crate) struct Sealer {
+    fixed: Fixed,
+    key: LessSafeKey,
+    next: u64,
+}
+
+impl Sealer {
+    /// A fresh data key and nonce prefix for one blob; returns the header to write first.
+    pub(crate) fn new(
+        keyring: &Keyring,
+        blob: &BlobKey,
+        plaintext_len: u64,
+    ) -> Result<(Sealer, [u8; HEADER_LEN]), StoreError> {
+        let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+        aws_lc_rs::rand::fill(&mut data_key[..]).map_err(|_| StoreError::Crypto)?;
+        let mut nonce_prefix = [0u8; 4];
+        aws_lc_rs::rand::fill(&mut nonce_prefix).map_err(|_| StoreError::Crypto)?;
+        let fixed = Fixed {
+            chunk_len: CHUNK_LEN,
+            plaintext_len,
+            nonce_prefix,
+        };
+        let mut header = [0u8; HEADER_LEN];
+        header[..FIXED_LEN].copy_from_slice(&fixed.encode());
+        header[slot_offset(0)..slot_offset(1)]
+            .copy_from_slice(&fixed.seal_slot(keyring, blob, &data_key)?);
+        let key = data_key_aead(&data_key)?;
+        Ok((
+            Sealer {
+                fixed,
+                key,
+                next: 0,
+            },
+            header,
+        ))
+    }
+
+    /// A buffer that holds one sealed chunk without growing.
+    pub(crate) fn chunk_buffer(&self) -> Vec<u8> {
+        Vec::with_capacity(self.fixed.chunk_len as usize + TAG_LEN)
+    }
+
+    /// Plaintext bytes the next chunk takes, or `None` once every chunk is sealed.
+    pub(crate) fn next_len(&self) -> Option<usize> {
+        (self.next < self.fixed.chunk_count()).then(|| self.fixed.chunk_plain_len(self.next))
+    }
+
+    /// Seals the next chunk: `chunk` holds exactly [`next_len`](Self::next_len) plaintext
+    /// bytes and leaves holding the ciphertext followed by the tag.
+    pub(crate) fn seal_next(&mut self, chunk: &mut Vec<u8>) -> Result<(), StoreError> {
+        let index = self.next;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                self.fixed.chunk_nonce(index),
+                Aad::from(self.fixed.chunk_aad(index)),
+                chunk,
+            )
+            .map_err(|_| StoreError::Crypto)?;
+        chunk.extend_from_slice(tag.as_ref());
+        self.next += 1;
+        Ok(())
+    }
+}
+
+fn data_key_aead(key: &[u8; DATA_KEY_LEN]) -> Result<LessSafeKey, StoreError> {
+    UnboundKey::new(&AES_256_GCM, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| StoreError::Crypto)
+}
+
+/// Opens chunks in order.
+struct Opener {
+    fixed: Fixed,
+    key: LessSafeKey,
+    next: u64,
+}
+
+impl Opener {
+    /// Bytes the next sealed chunk takes on disk, or `None` after the last.
+    fn next_sealed_len(&self) -> Option<usize> {
+        (self.next < self.fixed.chunk_count())
+            .then(|| self.fixed.chunk_plain_len(self.next) + TAG_LEN)
+    }
+
+    /// Opens the next chunk in place; returns its plaintext length.
+    fn open_next(&mut self, sealed: &mut [u8], blob: &BlobKey) -> Result<usize, StoreError> {
+        let index = self.next;
+        let plain = self
+            .key
+            .open_in_place(
+                self.fixed.chunk_nonce(index),
+                Aad::from(self.fixed.chunk_aad(index)),
+                sealed,
+            )
+            .map_err(|_| corrupt(blob, format!("chunk {index} fails authentication")))?;
+        self.next += 1;
+        Ok(plain.len())
+    }
+}
+
+/// Streams a blob's plaintext from its chunks (read after the header): one chunk is read,
+/// authenticated and only then handed out. Any failure is an error, never unauthenticated
+/// bytes; after one, every further read fails too.
+pub(crate) struct BlobReader<R> {
+    inner: R,
+    blob: BlobKey,
+    /// For I/O error messages: the blob file's path.
+    path: PathBuf,
+    opener: Opener,
+    /// One sealed chunk as it arrives, then its plaintext as it is handed out.
+    buf: Vec<u8>,
+    state: ReadState,
+}
+
+#[derive(Clone, Copy)]
+enum ReadState {
+    /// Reading the next sealed chunk; `usize` bytes of it are in `buf`.
+    Filling(usize),
+    /// Handing out `buf[from..to]`.
+    Serving {
+        from: usize,
+        to: usize,
+    },
+    /// Every chunk was read: the file must end here.
+    AtEnd,
+    Done,
+    Failed,
+}
+
+impl<R: AsyncRead + Unpin> BlobReader<R> {
+    /// `inner` must be positioned right after the header.
+    pub(crate) fn new(
+        inner: R,
+        header: &Header,
+        blob: BlobKey,
+        path: PathBuf,
+    ) -> Result<Self, StoreError> {
+        let key = data_key_aead(header.data_key(&blob)?)?;
+        let chunk = header.fixed.chunk_len as usize + TAG_LEN;
+        Ok(BlobReader {
+            inner,
+            blob,
+            path,
+            opener: Opener {
+                fixed: header.fixed,
+                key,
+                next: 0,
+            },
+            buf: vec![0u8; chunk],
+            state: ReadState::Filling(0),
+        })
+    }
+
+    fn fail(&mut self, error: StoreError) -> Poll<io::Result<()>> {
+        self.state = ReadState::Failed;
+        let kind = match &error {
+            StoreError::Io { source, .. } => source.kind(),
+            _ => ErrorKind::InvalidData,
+        };
+        Poll::Ready(Err(io::Error::new(kind, error)))
+    }
+
+    fn read_failed(&self, source: io::Error) -> StoreError {
+        StoreError::Io {
+            op: "read",
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for BlobReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match this.state {
+                ReadState::Serving { from, to } if from < to => {
+                    let n = (to - from).min(out.remaining());
+                    out.put_slice(&this.buf[from..from + n]);
+                    this.state = ReadState::Serving { from: from + n, to };
+                    return Poll::Ready(Ok(()));
+                }
+                ReadState::Serving { .. } => this.state = ReadState::Filling(0),
+                ReadState::Filling(filled) => {
+                    let Some(want) = this.opener.next_sealed_len() else {
+                        this.state = ReadState::AtEnd;
+                        continue;
+                    };
+                    if filled < want {
+                        let mut window = ReadBuf::new(&mut this.buf[filled..want]);
+                        if let Err(e) = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut window))
+                        {
+                            let error = this.read_failed(e);
+                            return this.fail(error);
+                        }
+                        let n = window.filled().len();
+                        if n == 0 {
+                            let index = this.opener.next;
+                            let error = corrupt(&this.blob, format!("ends inside chunk {index}"));
+                            return this.fail(error);
+                        }
+                        this.state = ReadState::Filling(filled + n);
+                        continue;
+                    }
+                    match this.opener.open_next(&mut this.buf[..want], &this.blob) {
+                        Ok(len) => this.state = ReadState::Serving { from: 0, to: len },
+                        Err(e) => return this.fail(e),
+                    }
+                }
+                ReadState::AtEnd => {
+                    let mut probe = [0u8; 1];
+                    let mut window = ReadBuf::new(&mut probe);
+                    if let Err(e) = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut window)) {
+                        let error = this.read_failed(e);
+                        return this.fail(error);
+                    }
+                    if !window.filled().is_empty() {
+                        let error = corrupt(&this.blob, "bytes after the last chunk");
+                        return this.fail(error);
+                    }
+                    this.state = ReadState::Done;
+                }
+                ReadState::Done => return Poll::Ready(Ok(())),
+                ReadState::Failed => {
+                    return Poll::Ready(Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        "reading this blob already failed",
+                    )));
+                }
+            }
+        }
+    }
+}
