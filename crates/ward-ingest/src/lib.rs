@@ -150,6 +150,14 @@ impl Ingest {
         &self.audit
     }
 
+    /// Appends a record; if the trail cannot take it, the operation it records is refused.
+    async fn audit_or_refuse(&self, event: ward_audit::AuditEvent) -> Result<(), IngestError> {
+        self.audit.append(event).await.map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, "audit trail unavailable; refusing the store");
+            IngestError::Internal("audit trail unavailable".into())
+        })
+    }
+
     pub fn index(&self) -> &Arc<dyn Index> {
         &self.index
     }
@@ -544,54 +552,50 @@ impl SpoolWriter<'_> {
     pub async fn commit(self) -> Result<Stored, IngestError> {
         let ingest = self.ingest;
         let request = self.request.clone();
-        let (result, patient) = self.commit_object().await;
-        let mut detail = serde_json::json!({
-            "sop_class_uid": request.sop_class.as_str(),
-            "sop_instance_uid": request.sop_instance.as_str(),
-            "transfer_syntax_uid": request.transfer_syntax.as_str(),
-        });
-        if let Some((patient_id, study)) = patient {
-            detail["patient_id"] = serde_json::Value::from(patient_id);
-            detail["study_instance_uid"] = serde_json::Value::from(study);
-        }
-        let outcome = match &result {
-            Ok(Stored::New { size, .. }) => {
-                detail["size"] = serde_json::Value::from(*size);
-                ward_audit::Outcome::Success
-            }
-            Ok(Stored::AlreadyStored { .. }) => {
-                detail["already_stored"] = serde_json::Value::Bool(true);
-                ward_audit::Outcome::Success
-            }
-            Err(e) => ward_audit::Outcome::Failure {
-                status: Some(e.status()),
-                reason: e.to_string(),
-            },
-        };
-        let event = ward_audit::AuditEvent::new(ward_audit::Action::Store, request.actor)
-            .with_detail(detail)
-            .with_outcome(outcome);
-        // The acknowledgement waits for the record: a store the trail does not show must not
-        // be reported as done.
-        if let Err(e) = ingest.audit.append(event).await {
-            tracing::error!(error = %e, "audit trail unavailable; refusing the store");
-            return Err(IngestError::Internal("audit trail unavailable".into()));
-        }
-        result
-    }
-
-    /// Checks and stores the object; also returns its Patient ID and Study Instance UID when
-    /// they were read, for the audit record.
-    async fn commit_object(self) -> (Result<Stored, IngestError>, Option<(String, String)>) {
         let mut patient = None;
-        let result = self.commit_inner(&mut patient).await;
-        (result, patient)
+        let step = self.commit_inner(&mut patient).await;
+        let record =
+            |result: &Result<Stored, IngestError>| store_event(&request, patient.as_ref(), result);
+        match step {
+            Step::Done(result) => {
+                // The acknowledgement waits for the record: a store the trail does not show
+                // must not be reported as done.
+                ingest.audit_or_refuse(record(&result)).await?;
+                result
+            }
+            Step::Index { new, key, size } => {
+                // The index commit and the audit record are both needed before the answer and
+                // independent of each other: they run together, and a rare failed insert is
+                // followed by a second record that says so.
+                let assumed = Ok(Stored::New {
+                    key: key.clone(),
+                    size,
+                });
+                let (indexed, audited) = tokio::join!(
+                    ingest.index_blob(&new, key, size),
+                    ingest.audit_or_refuse(record(&assumed))
+                );
+                if !matches!(indexed, Ok(Stored::New { .. })) {
+                    ingest.audit_or_refuse(record(&indexed)).await?;
+                }
+                audited?;
+                indexed
+            }
+        }
     }
 
-    async fn commit_inner(
+    async fn commit_inner(self, patient: &mut Option<(String, String)>) -> Step {
+        match self.prepare(patient).await {
+            Ok(step) => step,
+            Err(e) => Step::Done(Err(e)),
+        }
+    }
+
+    /// Checks the object and makes its blob durable; what is left is the index row.
+    async fn prepare(
         mut self,
         patient: &mut Option<(String, String)>,
-    ) -> Result<Stored, IngestError> {
+    ) -> Result<Step, IngestError> {
         self.file.flush().await.map_err(IngestError::internal)?;
         let Some(path) = self.guard.0.clone() else {
             return Err(IngestError::Internal("spool file already released".into()));
@@ -626,11 +630,11 @@ impl SpoolWriter<'_> {
             .await
             .map_err(IngestError::internal)?
         {
-            return if existing.blob_key == key.as_str() {
+            return Ok(Step::Done(if existing.blob_key == key.as_str() {
                 Ok(Stored::AlreadyStored { key })
             } else {
                 Err(IngestError::Duplicate)
-            };
+            }));
         }
 
         let size = self.dataset_offset + self.dataset_len;
@@ -651,8 +655,59 @@ impl SpoolWriter<'_> {
             source_ae: self.request.source_ae.clone(),
             received_at_unix_ms: unix_ms(),
         };
-        ingest.index_blob(&new, key, size).await
+        Ok(Step::Index {
+            new: Box::new(new),
+            key,
+            size,
+        })
     }
+}
+
+/// Where a commit stands once the blob question is settled.
+enum Step {
+    /// Answered without (or before) an index row: a duplicate, or a refusal.
+    Done(Result<Stored, IngestError>),
+    /// The blob is durable; its index row remains to be committed.
+    Index {
+        // Boxed: the row carries every indexed attribute and the header copy.
+        new: Box<NewInstance>,
+        key: BlobKey,
+        size: u64,
+    },
+}
+
+/// The audit record of a store and its outcome.
+fn store_event(
+    request: &StoreRequest,
+    patient: Option<&(String, String)>,
+    result: &Result<Stored, IngestError>,
+) -> ward_audit::AuditEvent {
+    let mut detail = serde_json::json!({
+        "sop_class_uid": request.sop_class.as_str(),
+        "sop_instance_uid": request.sop_instance.as_str(),
+        "transfer_syntax_uid": request.transfer_syntax.as_str(),
+    });
+    if let Some((patient_id, study)) = patient {
+        detail["patient_id"] = serde_json::Value::from(patient_id.as_str());
+        detail["study_instance_uid"] = serde_json::Value::from(study.as_str());
+    }
+    let outcome = match result {
+        Ok(Stored::New { size, .. }) => {
+            detail["size"] = serde_json::Value::from(*size);
+            ward_audit::Outcome::Success
+        }
+        Ok(Stored::AlreadyStored { .. }) => {
+            detail["already_stored"] = serde_json::Value::Bool(true);
+            ward_audit::Outcome::Success
+        }
+        Err(e) => ward_audit::Outcome::Failure {
+            status: Some(e.status()),
+            reason: e.to_string(),
+        },
+    };
+    ward_audit::AuditEvent::new(ward_audit::Action::Store, request.actor.clone())
+        .with_detail(detail)
+        .with_outcome(outcome)
 }
 
 /// Pre-scans a Part 10 file's data set (at `offset`, `len` bytes), reads its header and checks
