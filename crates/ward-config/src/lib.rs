@@ -257,6 +257,11 @@ impl Config {
     }
 }
 
+/// The login name of whoever runs an administrative command (`USER`), for the audit trail.
+pub fn invoking_user() -> Option<String> {
+    std::env::var("USER").ok().filter(|u| !u.is_empty())
+}
+
 /// The log filter requested through `WARD_LOG` (tracing-subscriber `EnvFilter` syntax).
 pub fn log_filter_from_env() -> Option<String> {
     std::env::var("WARD_LOG").ok()

@@ -162,6 +162,10 @@ pub fn decode_to_native(
     if holds_pixel_sequence(&obj) {
         return Err(invalid("encapsulated pixel data inside a sequence".into()));
     }
+    // As in `transcode_native`: implicit VR output must read back as it was meant.
+    if to_ts == uids::IMPLICIT_VR_LITTLE_ENDIAN {
+        crate::transcode::check_implicit_vr(&obj)?;
+    }
     let mut pixels = Vec::new();
     pixels
         .try_reserve_exact(total)
@@ -651,6 +655,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The `transcode_native` regression found by fuzzing, on the decoding path: a value of a tag
+    /// the dictionary makes a sequence cannot go out in implicit VR.
+    #[test]
+    fn implicit_output_refuses_values_the_dictionary_makes_sequences() {
+        let img = Image {
+            rows: 2,
+            columns: 2,
+            samples: 1,
+            bits: 8,
+            frames: 1,
+            photometric: "MONOCHROME2",
+        };
+        let frame = native_pixels(img.frame_len(), 1);
+        let bytes = dataset(img, uids::RLE_LOSSLESS, vec![rle_frame(&frame, 1, 1)]);
+        let rle = TransferSyntaxRegistry.get(uids::RLE_LOSSLESS).unwrap();
+        let mut obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], rle).unwrap();
+        obj.put(DataElement::new(
+            tags::PROCEDURE_CODE_SEQUENCE,
+            VR::LO,
+            PrimitiveValue::from("CT CHEST"),
+        ));
+        let mut bytes = Vec::new();
+        obj.write_dataset_with_ts(&mut bytes, rle).unwrap();
+        let err = decode_to_native(&bytes, uids::RLE_LOSSLESS, IMPLICIT).unwrap_err();
+        assert!(matches!(err, TranscodeError::Write(_)), "{err:?}");
+        decode(&bytes, uids::RLE_LOSSLESS, EXPLICIT).unwrap();
     }
 
     #[test]

@@ -81,6 +81,15 @@ pub enum PrescanError {
     ItemOutsideSequence { offset: u64 },
     #[error("tag {tag} at offset {offset} is not allowed here")]
     UnexpectedTag { offset: u64, tag: Tag },
+    #[error(
+        "element {tag} at offset {offset} declares {length} bytes, not a whole number of its {size}-byte values"
+    )]
+    PartialValue {
+        offset: u64,
+        tag: Tag,
+        length: u64,
+        size: u64,
+    },
     #[error("the data set inflates to more than {max} bytes")]
     InflatedTooLarge { max: u64 },
     #[error("unknown transfer syntax {0:?}")]
@@ -111,7 +120,13 @@ pub enum PrescanError {
 ///   dicom-parser 0.10 reads it. PS3.5 §6.2.2 says such content is implicit VR little endian,
 ///   but dicom-object would then parse those bytes with explicit VR headers and allocate from
 ///   lengths a standard-conformant walk never checked. Content that is only valid as implicit VR
-///   is therefore refused: Ward could not read it correctly anyway.
+///   is therefore refused: Ward could not read it correctly anyway;
+/// - a value of a binary VR with fixed-size values (AT, US, SS, OW, UL, SL, OL, FL, OF, FD, OD,
+///   SV, UV, OV; in implicit VR the VR dicom-encoding resolves from the dictionary) is read as
+///   `length / size` whole values and any remainder is left in the stream, as is the remainder of
+///   a basic offset table (the first item of encapsulated Pixel Data, read as 32-bit offsets):
+///   dicom-parser would take those bytes for the next element header, lengths nothing checked,
+///   so such lengths are refused.
 pub fn prescan_dataset<R: Read>(
     reader: R,
     len: u64,
@@ -234,6 +249,8 @@ struct Frame {
     end: Option<u64>,
     /// The nearest defined end at or above this container: nothing inside may pass it.
     limit: Option<u64>,
+    /// For `Fragments`: whether the basic offset table (the first item) was read.
+    items_seen: bool,
 }
 
 struct Walker<'l, R> {
@@ -256,6 +273,7 @@ impl<'l, R: BufRead> Walker<'l, R> {
             kind: Kind::Root,
             end: len,
             limit: len,
+            items_seen: false,
         };
         Walker {
             src,
@@ -349,8 +367,32 @@ impl<'l, R: BufRead> Walker<'l, R> {
             let end = self.src.check(len, frame.limit)?;
             self.open(Kind::Sequence, Some(end), frame.limit)
         } else {
+            let size = value_size(self.value_vr(tag, vr));
+            if len % size != 0 {
+                return Err(PrescanError::PartialValue {
+                    offset,
+                    tag,
+                    length: len,
+                    size,
+                });
+            }
             self.src.skip(len, frame.limit)
         }
+    }
+
+    /// The VR dicom-parser reads a value as: the header's in explicit VR; in implicit VR the one
+    /// dicom-encoding's implicit decoder resolves (OW for Pixel Data and Overlay Data, otherwise
+    /// the dictionary's, relaxed, otherwise UN).
+    fn value_vr(&self, tag: Tag, vr: VR) -> VR {
+        if self.encoding != Encoding::ImplicitLittle {
+            return vr;
+        }
+        if tag == PIXEL_DATA || (tag.group() >> 8 == 0x60 && tag.element() == 0x3000) {
+            return VR::OW;
+        }
+        StandardDataDictionary
+            .by_tag(tag)
+            .map_or(VR::UN, |entry| entry.vr().relaxed())
     }
 
     fn in_sequence(&mut self, frame: Frame, offset: u64, tag: Tag) -> Result<(), PrescanError> {
@@ -380,7 +422,19 @@ impl<'l, R: BufRead> Walker<'l, R> {
         let len = self.read_u32(frame.limit)?;
         match tag {
             ITEM if len == UNDEFINED => Err(PrescanError::UndefinedLength { offset, tag }),
-            ITEM => self.src.skip(u64::from(len), frame.limit),
+            // The basic offset table is read as 32-bit offsets (see `prescan_dataset`).
+            ITEM if !frame.items_seen && len % 4 != 0 => Err(PrescanError::PartialValue {
+                offset,
+                tag,
+                length: u64::from(len),
+                size: 4,
+            }),
+            ITEM => {
+                if let Some(top) = self.stack.last_mut() {
+                    top.items_seen = true;
+                }
+                self.src.skip(u64::from(len), frame.limit)
+            }
             SEQUENCE_DELIMITER => {
                 self.close();
                 Ok(())
@@ -411,7 +465,12 @@ impl<'l, R: BufRead> Walker<'l, R> {
 
     fn push(&mut self, kind: Kind, end: Option<u64>, parent_limit: Option<u64>) {
         let limit = end.or(parent_limit);
-        self.stack.push(Frame { kind, end, limit });
+        self.stack.push(Frame {
+            kind,
+            end,
+            limit,
+            items_seen: false,
+        });
     }
 
     fn read_tag(&mut self, limit: Option<u64>) -> Result<Tag, PrescanError> {
@@ -470,6 +529,17 @@ impl<'l, R: BufRead> Walker<'l, R> {
             u32::from(self.read_u16(limit)?)
         };
         Ok((vr, len))
+    }
+}
+
+/// Bytes per value of the binary VRs that dicom-parser reads as whole values; 1 for the VRs it
+/// reads byte for byte (text, OB, UN).
+fn value_size(vr: VR) -> u64 {
+    match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::AT | VR::UL | VR::SL | VR::OL | VR::FL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
     }
 }
 
@@ -751,6 +821,96 @@ mod tests {
         let summary = scan(&data, IMPLICIT_LE).unwrap();
         assert_eq!(summary.elements, 3);
         assert_eq!(summary.max_depth_seen, 1);
+    }
+
+    /// Regression (fuzzing, `identifier` target): dicom-parser reads a binary value as whole
+    /// values and leaves the remainder in the stream, where it becomes the next header. Here a
+    /// 6-byte UL (0000,0000) left "Y\x08" to be read with the next element as a private creator
+    /// (0859,0020) LO declaring 0xFFFF1032 bytes: a 4 GB allocation from a 97-byte C-FIND
+    /// identifier that used to pass.
+    #[test]
+    fn values_that_are_not_whole_numbers_of_their_binary_vr_fail() {
+        let found = [
+            implicit((0x0008, 0x0005), 10, b"ISO_I\0\0\0\0\0"),
+            implicit((0x0000, 0x0000), 6, b"STUDY\x08"),
+            implicit((0x0020, 0x1032), u32::MAX, &[]),
+            item(u32::MAX),
+            implicit((0x0008, 0x0100), 4, b"CT* "),
+            implicit((0x0008, 0x0102), 4, b"WARD"),
+            item_end(),
+            seq_end(),
+            implicit((0x0020, 0x000D), 0, &[]),
+        ]
+        .concat();
+        let err = scan(&found, IMPLICIT_LE).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PrescanError::PartialValue {
+                    offset: 18,
+                    length: 6,
+                    size: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+
+        // Implicit VR takes the VR from the dictionary: Rows is US, Pixel Data OW.
+        let rows = implicit((0x0028, 0x0010), 3, &[1, 0, 0]);
+        assert!(matches!(
+            scan(&rows, IMPLICIT_LE),
+            Err(PrescanError::PartialValue { size: 2, .. })
+        ));
+        let pixels = implicit((0x7FE0, 0x0010), 5, &[0; 5]);
+        assert!(matches!(
+            scan(&pixels, IMPLICIT_LE),
+            Err(PrescanError::PartialValue { size: 2, .. })
+        ));
+        // Explicit VR takes it from the header, whatever the dictionary says.
+        for (vr, len, size) in [(b"US", 3, 2), (b"AT", 2, 4), (b"FD", 12, 8), (b"OW", 7, 2)] {
+            let data = [patient(), element((0x0009, 0x1010), vr, &vec![0; len])].concat();
+            let err = scan(&data, EXPLICIT_LE).unwrap_err();
+            assert!(
+                matches!(err, PrescanError::PartialValue { size: s, .. } if s == size),
+                "{vr:?}: {err:?}"
+            );
+        }
+        // Whole values, and the VRs read byte for byte, pass.
+        let data = [
+            element((0x0028, 0x0010), b"US", &[2, 0]),
+            element((0x0009, 0x1011), b"FD", &[0; 16]),
+            element((0x0009, 0x1012), b"OB", &[0; 3]),
+            element((0x0009, 0x1013), b"UN", &[0; 5]),
+            element((0x0010, 0x0010), b"PN", b"Doe^J"),
+        ]
+        .concat();
+        scan(&data, EXPLICIT_LE).unwrap();
+        scan(&implicit((0x0028, 0x0010), 2, &[2, 0]), IMPLICIT_LE).unwrap();
+
+        // The basic offset table, the first item of encapsulated Pixel Data, is read as
+        // 32-bit offsets; the fragments after it are bytes.
+        let mut data = patient();
+        data.extend(header((0x7FE0, 0x0010), b"OB", u32::MAX));
+        data.extend(item(6));
+        data.extend([0; 6]);
+        data.extend(item(2));
+        data.extend([0xFF, 0xD8]);
+        data.extend(seq_end());
+        let err = scan(&data, JPEG_BASELINE).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PrescanError::PartialValue {
+                    size: 4,
+                    length: 6,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let data = [patient(), encapsulated(&[&[0xFF, 0xD8, 0xFF]]), seq_end()].concat();
+        scan(&data, JPEG_BASELINE).unwrap();
     }
 
     #[test]

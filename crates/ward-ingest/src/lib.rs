@@ -604,32 +604,24 @@ impl SpoolWriter<'_> {
         // No fsync of the spool: the blob store seals the object into a file of its own and
         // makes that durable, so the plaintext here never needs to reach the disk.
         drop(self.file);
-        let (attrs, header) = check_object(
+        let ingest = self.ingest;
+        let check = check_object(
             path.clone(),
             self.dataset_offset,
             self.dataset_len,
             &self.request,
-            &self.ingest.limits.prescan,
-        )
-        .await?;
-        *patient = Some((
-            attrs.patient_id.clone().unwrap_or_default(),
-            attrs
-                .study_instance_uid
-                .as_ref()
-                .map(|u| u.as_str().to_owned())
-                .unwrap_or_default(),
-        ));
-        let ingest = self.ingest;
-        let uid = &self.request.sop_instance;
+            &ingest.limits.prescan,
+        );
 
-        // The common duplicate case is answered before touching the blob store.
+        // The common duplicate case is answered without touching the blob store.
         if let Some(existing) = ingest
             .index
-            .instance(uid)
+            .instance(&self.request.sop_instance)
             .await
             .map_err(IngestError::internal)?
         {
+            let (attrs, _) = check.await?;
+            *patient = Some(patient_of(&attrs));
             return Ok(Step::Done(if existing.blob_key == key.as_str() {
                 Ok(Stored::AlreadyStored { key })
             } else {
@@ -637,15 +629,19 @@ impl SpoolWriter<'_> {
             }));
         }
 
-        let size = self.dataset_offset + self.dataset_len;
+        // Sealing the blob and syncing it to disk are the slowest steps of all: they run while
+        // the object is checked, and the blob becomes visible only once the object passed.
+        let (checked, staged) = tokio::join!(check, ingest.store.stage(&path, &key));
+        let (attrs, header) = checked?;
+        *patient = Some(patient_of(&attrs));
+        let staged = staged.map_err(IngestError::internal)?;
         ingest
             .store
-            .put_file(&path, &key)
+            .commit(staged)
             .await
             .map_err(IngestError::internal)?;
-        // The store now owns the bytes under `key`; the spool file is gone.
-        self.guard.0 = None;
 
+        let size = self.dataset_offset + self.dataset_len;
         let new = NewInstance {
             attrs,
             header,
@@ -661,6 +657,18 @@ impl SpoolWriter<'_> {
             size,
         })
     }
+}
+
+/// The Patient ID and Study Instance UID of a checked object, for its audit record.
+fn patient_of(attrs: &InstanceAttributes) -> (String, String) {
+    (
+        attrs.patient_id.clone().unwrap_or_default(),
+        attrs
+            .study_instance_uid
+            .as_ref()
+            .map(|u| u.as_str().to_owned())
+            .unwrap_or_default(),
+    )
 }
 
 /// Where a commit stands once the blob question is settled.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
@@ -166,90 +166,158 @@ fn identifier(kind: Kind, value: &str) -> InMemDicomObject {
     obj
 }
 
+/// An SCP to time, and the corpus it holds.
+#[derive(Debug, Clone)]
 pub struct Target {
+    /// A label for the report.
+    pub name: String,
+    /// HOST:PORT.
     pub address: String,
-    pub calling_ae: String,
     pub called_ae: String,
-    pub timeout: Duration,
+    /// The size of the corpus it holds.
+    pub instances: u64,
 }
 
-/// Times `requests` queries of `kind` (after `warmup` untimed ones) on one association.
-/// Returns a JSON report with every latency, match count and status.
-pub async fn run(
-    target: &Target,
-    corpus: &Corpus,
-    kind: Kind,
-    requests: u64,
-    warmup: u64,
-) -> Result<Value> {
-    let options = ClientOptions {
-        calling_ae: target.calling_ae.clone(),
-        called_ae: target.called_ae.clone(),
-        max_pdu: 256 * 1024,
-        timeout: target.timeout,
-    };
-    let proposal = Proposal {
-        abstract_syntax: STUDY_ROOT_FIND.to_owned(),
-        transfer_syntaxes: vec![
-            corpus::TRANSFER_SYNTAX.to_owned(),
-            "1.2.840.10008.1.2".to_owned(),
-        ],
-        scp_role: false,
-    };
-    let mut assoc = ClientAssociation::connect(&target.address, options, &[proposal])
-        .await
-        .with_context(|| format!("association with {}", target.address))?;
+impl std::str::FromStr for Target {
+    type Err = anyhow::Error;
 
-    let warm = Requests::new(corpus, kind, 1);
-    for n in 0..warmup {
-        let request = warm.nth(n);
-        assoc
-            .find(STUDY_ROOT_FIND, &identifier(kind, &request.value), |_| {})
-            .await?;
+    /// `NAME=HOST:PORT/AE_TITLE/INSTANCES`.
+    fn from_str(spec: &str) -> Result<Target> {
+        let parsed = spec.split_once('=').and_then(|(name, rest)| {
+            let mut parts = rest.split('/');
+            let fields = (name, parts.next()?, parts.next()?, parts.next()?);
+            parts.next().is_none().then_some(fields)
+        });
+        let Some((name, address, called_ae, instances)) = parsed else {
+            bail!("{spec:?}: expected NAME=HOST:PORT/AE_TITLE/INSTANCES");
+        };
+        Ok(Target {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            called_ae: called_ae.to_owned(),
+            instances: instances
+                .parse()
+                .with_context(|| format!("{spec:?}: instance count"))?,
+        })
     }
+}
 
-    let timed = Requests::new(corpus, kind, 0);
-    let mut latencies_ms = Vec::new();
-    let mut matches = Vec::new();
-    let mut expected = Vec::new();
-    let mut values = Vec::new();
-    let mut failures = Vec::new();
-    for n in 0..requests {
-        let request = timed.nth(n);
-        let query = identifier(kind, &request.value);
-        let mut found = 0u64;
-        let start = Instant::now();
-        let (status, comment) = assoc.find(STUDY_ROOT_FIND, &query, |_| found += 1).await?;
-        latencies_ms.push(start.elapsed().as_secs_f64() * 1000.0);
-        if status != 0 {
-            failures.push(json!({
-                "value": request.value,
-                "status": format!("{status:04X}"),
-                "comment": comment,
-            }));
-        }
-        matches.push(found);
-        expected.push(request.expected);
-        values.push(request.value);
-    }
-    assoc.release().await?;
+/// How every target is reached and which corpus seed they hold.
+pub struct Options {
+    pub calling_ae: String,
+    pub timeout: Duration,
+    pub seed: u64,
+    pub requests: u64,
+    pub warmup: u64,
+}
 
-    let wrong = matches
+/// What one target answered to the timed queries.
+#[derive(Default)]
+struct Record {
+    latencies_ms: Vec<f64>,
+    matches: Vec<u64>,
+    expected: Vec<u64>,
+    values: Vec<String>,
+    failures: Vec<Value>,
+}
+
+/// Times `options.requests` queries of `kind` against every target, each on its own
+/// association after `options.warmup` untimed ones. The targets take turns, one query each, so
+/// that whatever else the machine is doing weighs on all of them alike. Returns one JSON report
+/// per target with every latency, match count and failure.
+pub async fn run(targets: &[Target], kind: Kind, options: &Options) -> Result<Vec<Value>> {
+    let corpora = targets
         .iter()
-        .zip(&expected)
-        .filter(|(got, want)| got != want)
-        .count();
-    Ok(json!({
-        "kind": kind.name(),
-        "requests": requests,
-        "warmup": warmup,
-        "latencies_ms": latencies_ms,
-        "matches": matches,
-        "expected": expected,
-        "values": values,
-        "wrong_match_counts": wrong,
-        "failures": failures,
-    }))
+        .map(|t| Corpus::new(t.instances, options.seed))
+        .collect::<Result<Vec<_>>>()?;
+    let mut assocs = Vec::new();
+    for target in targets {
+        let client = ClientOptions {
+            calling_ae: options.calling_ae.clone(),
+            called_ae: target.called_ae.clone(),
+            max_pdu: 256 * 1024,
+            timeout: options.timeout,
+        };
+        let proposal = Proposal {
+            abstract_syntax: STUDY_ROOT_FIND.to_owned(),
+            transfer_syntaxes: vec![
+                corpus::TRANSFER_SYNTAX.to_owned(),
+                "1.2.840.10008.1.2".to_owned(),
+            ],
+            scp_role: false,
+        };
+        let assoc = ClientAssociation::connect(&target.address, client, &[proposal])
+            .await
+            .with_context(|| format!("association with {} ({})", target.name, target.address))?;
+        assocs.push(assoc);
+    }
+
+    for (assoc, corpus) in assocs.iter_mut().zip(&corpora) {
+        let warm = Requests::new(corpus, kind, 1);
+        for n in 0..options.warmup {
+            let request = warm.nth(n);
+            assoc
+                .find(STUDY_ROOT_FIND, &identifier(kind, &request.value), |_| {})
+                .await?;
+        }
+    }
+
+    let timed: Vec<Requests> = corpora
+        .iter()
+        .map(|corpus| Requests::new(corpus, kind, 0))
+        .collect();
+    let mut records: Vec<Record> = targets.iter().map(|_| Record::default()).collect();
+    for n in 0..options.requests {
+        for ((assoc, requests), record) in assocs.iter_mut().zip(&timed).zip(&mut records) {
+            let request = requests.nth(n);
+            let query = identifier(kind, &request.value);
+            let mut found = 0u64;
+            let start = Instant::now();
+            let (status, comment) = assoc.find(STUDY_ROOT_FIND, &query, |_| found += 1).await?;
+            record
+                .latencies_ms
+                .push(start.elapsed().as_secs_f64() * 1000.0);
+            if status != 0 {
+                record.failures.push(json!({
+                    "value": request.value,
+                    "status": format!("{status:04X}"),
+                    "comment": comment,
+                }));
+            }
+            record.matches.push(found);
+            record.expected.push(request.expected);
+            record.values.push(request.value);
+        }
+    }
+    for assoc in assocs {
+        assoc.release().await?;
+    }
+
+    Ok(targets
+        .iter()
+        .zip(records)
+        .map(|(target, r)| {
+            let wrong = r
+                .matches
+                .iter()
+                .zip(&r.expected)
+                .filter(|(got, want)| got != want)
+                .count();
+            json!({
+                "target": target.name,
+                "kind": kind.name(),
+                "instances": target.instances,
+                "requests": options.requests,
+                "warmup": options.warmup,
+                "latencies_ms": r.latencies_ms,
+                "matches": r.matches,
+                "expected": r.expected,
+                "values": r.values,
+                "wrong_match_counts": wrong,
+                "failures": r.failures,
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -291,6 +359,24 @@ mod tests {
             (0..5).map(|n| warm.nth(n).value).collect::<Vec<_>>(),
             (0..5).map(|n| timed.nth(n).value).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn target_specs() {
+        let t: Target = "ward-1m=127.0.0.1:4242/WARD/1000000".parse().unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.address.as_str(), t.called_ae.as_str()),
+            ("ward-1m", "127.0.0.1:4242", "WARD")
+        );
+        assert_eq!(t.instances, 1_000_000);
+        for bad in [
+            "127.0.0.1:4242/WARD/100",
+            "w=127.0.0.1:4242/WARD",
+            "w=127.0.0.1:4242/WARD/100/x",
+            "w=127.0.0.1:4242/WARD/many",
+        ] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
+        }
     }
 
     #[test]

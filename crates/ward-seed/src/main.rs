@@ -64,25 +64,28 @@ enum Command {
         #[command(flatten)]
         corpus: CorpusArgs,
     },
-    /// Time study-level C-FIND queries against an SCP that holds the corpus.
+    /// Time study-level C-FIND queries against SCPs that hold the corpus (each at its own
+    /// size), taking turns, one query each.
     FindLatency {
-        /// The SCP, as HOST:PORT.
-        address: String,
-        #[command(flatten)]
-        corpus: CorpusArgs,
-        /// The kinds of query to time, each on its own association.
+        /// An SCP to time, as NAME=HOST:PORT/AE_TITLE/INSTANCES (INSTANCES: the size of the
+        /// corpus it holds). Repeatable.
+        #[arg(long = "target", required = true)]
+        targets: Vec<latency::Target>,
+        /// Seed of the corpus the targets hold.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The kinds of query to time, one after the other.
         #[arg(long, value_enum, required = true, value_delimiter = ',')]
         kind: Vec<latency::Kind>,
-        /// Timed queries per kind.
+        /// Timed queries per kind and target.
         #[arg(long, default_value_t = 200)]
         requests: u64,
-        /// Untimed queries per kind before the timed ones (other values than the timed ones).
+        /// Untimed queries per kind and target before the timed ones (other values than the
+        /// timed ones).
         #[arg(long, default_value_t = 0)]
         warmup: u64,
         #[arg(long, default_value = "WARDSEED")]
         aet: String,
-        #[arg(long, default_value = "WARD")]
-        aec: String,
         /// Seconds to wait for any one network step.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -109,25 +112,24 @@ async fn run(cli: Cli) -> Result<()> {
         } => seed(&index, Corpus::new(corpus.instances, corpus.seed)?, batch).await,
         Command::Files { out, corpus } => files(&out, Corpus::new(corpus.instances, corpus.seed)?),
         Command::FindLatency {
-            address,
-            corpus,
+            targets,
+            seed,
             kind,
             requests,
             warmup,
             aet,
-            aec,
             timeout,
         } => {
-            let target = latency::Target {
-                address,
+            let options = latency::Options {
                 calling_ae: aet,
-                called_ae: aec,
                 timeout: Duration::from_secs(timeout),
+                seed,
+                requests,
+                warmup,
             };
-            let corpus = Corpus::new(corpus.instances, corpus.seed)?;
             let mut reports = Vec::new();
             for kind in kind {
-                reports.push(latency::run(&target, &corpus, kind, requests, warmup).await?);
+                reports.extend(latency::run(&targets, kind, &options).await?);
             }
             println!("{}", serde_json::to_string(&reports)?);
             Ok(())

@@ -129,11 +129,16 @@ impl fmt::Display for BlobKey {
 /// bytes are kept at rest is the implementation's business.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Stores a complete file (written and fully closed by the caller, not fsynced) under
-    /// `key`, durably: once this returns `Ok` the blob survives `kill -9` and power loss. The
-    /// source file is removed. If a blob with this key already exists, nothing is written
-    /// (content-addressed: same key = same bytes).
-    async fn put_file(&self, src: &Path, key: &BlobKey) -> Result<(), StoreError>;
+    /// First half of a put: stores a complete file (written and closed by the caller, not
+    /// fsynced) as a staged blob, on stable storage but not yet visible under `key`. Sealing
+    /// and syncing are the slow part of a put; staging lets the caller check the object
+    /// meanwhile and [`commit`](Self::commit) it only if it passes. Dropping the
+    /// [`StagedBlob`] discards it. The source file stays the caller's. If a blob with this key
+    /// already exists, nothing is written (content-addressed: same key = same bytes).
+    async fn stage(&self, src: &Path, key: &BlobKey) -> Result<StagedBlob, StoreError>;
+    /// Second half of a put: makes a staged blob visible under its key, durably. Once this
+    /// returns `Ok` the blob survives `kill -9` and power loss.
+    async fn commit(&self, staged: StagedBlob) -> Result<(), StoreError>;
     /// Opens a blob for streaming reads of its plaintext. A read fails (`InvalidData`) as soon
     /// as the stored bytes fail authentication; nothing unauthenticated is ever returned.
     async fn open(
@@ -149,6 +154,23 @@ pub trait BlobStore: Send + Sync + 'static {
     /// scans in bounded memory. Files in the tree that are not valid keys are ignored (and
     /// counted and logged at warn, without names).
     async fn list_shard(&self, shard: u8) -> Result<Vec<BlobKey>, StoreError>;
+}
+
+/// A blob sealed and on stable storage, not yet under its name: see [`BlobStore::stage`].
+#[must_use = "a staged blob is discarded unless committed"]
+pub struct StagedBlob {
+    key: BlobKey,
+    /// The staged file; `None` when the store already had the blob, so nothing was written.
+    file: Option<PathBuf>,
+}
+
+impl Drop for StagedBlob {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            // Best effort: a leftover is removed by the stale-file sweep at the next open.
+            let _ = fs::remove_file(file);
+        }
+    }
 }
 
 /// Sealed blobs as files on a local (POSIX) filesystem.
@@ -308,16 +330,15 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn put_file(&self, src: &Path, key: &BlobKey) -> Result<(), StoreError> {
-        let leaf = self.durable_leaf_dir(key)?;
-        let dest = leaf.join(key.as_str());
+    fn stage(&self, src: &Path, key: &BlobKey) -> Result<StagedBlob, StoreError> {
+        let dest = self.blob_path(key);
         match fs::symlink_metadata(&dest) {
+            // Same key, same bytes: nothing to write.
             Ok(meta) if meta.is_file() => {
-                // Same key, same bytes. A concurrent put may have renamed it in without having
-                // fsynced the directory yet, so do that before answering for it.
-                sync_dir(&leaf)?;
-                fs::remove_file(src).map_err(io_err("remove", src))?;
-                return Ok(());
+                return Ok(StagedBlob {
+                    key: key.clone(),
+                    file: None,
+                });
             }
             // Only tampering puts anything else there; never report it as the stored blob.
             Ok(_) => {
@@ -327,24 +348,26 @@ impl Inner {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("inspect", &dest)(e)),
         }
-
-        let staged = self.seal_into_staging(src, key)?;
-        if let Err(e) = fs::rename(&staged, &dest) {
-            // Best effort: a leftover is removed by the stale-file sweep at the next open.
-            let _ = fs::remove_file(&staged);
-            return Err(io_err("rename into place", &staged)(e));
-        }
-        sync_dir(&leaf)?;
-        // The blob is stored; a spool file we could not remove is the caller's to clean up and
-        // must not turn a durable store into a reported failure.
-        if let Err(e) = fs::remove_file(src) {
-            tracing::warn!(error = %e, "blob stored, but removing the source file failed");
-        }
-        Ok(())
+        Ok(StagedBlob {
+            key: key.clone(),
+            file: Some(self.seal_into_staging(src, key)?),
+        })
     }
 
-    /// Seals `src` into a new file under `tmp/` (the same filesystem as `blobs/`, so the caller
-    /// can rename it into place atomically) and fsyncs it. Returns the staged file's path.
+    fn commit(&self, mut staged: StagedBlob) -> Result<(), StoreError> {
+        let leaf = self.durable_leaf_dir(&staged.key)?;
+        if let Some(file) = &staged.file {
+            let dest = leaf.join(staged.key.as_str());
+            fs::rename(file, &dest).map_err(io_err("rename into place", file))?;
+            staged.file = None;
+        }
+        // Also when the blob was there already: a concurrent put may have renamed it in
+        // without having fsynced the directory yet, so do that before answering for it.
+        sync_dir(&leaf)
+    }
+
+    /// Seals `src` into a new file under `tmp/` (the same filesystem as `blobs/`, so that it
+    /// can be renamed into place atomically) and fsyncs it. Returns the staged file's path.
     fn seal_into_staging(&self, src: &Path, key: &BlobKey) -> Result<PathBuf, StoreError> {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let staged = self.tmp.join(format!("{}.{}", std::process::id(), n));
@@ -538,9 +561,13 @@ fn remove_stale_tmp(tmp: &Path) {
 
 #[async_trait::async_trait]
 impl BlobStore for LocalBlobStore {
-    async fn put_file(&self, src: &Path, key: &BlobKey) -> Result<(), StoreError> {
+    async fn stage(&self, src: &Path, key: &BlobKey) -> Result<StagedBlob, StoreError> {
         let (src, key) = (src.to_owned(), key.clone());
-        self.blocking(move |inner| inner.put_file(&src, &key)).await
+        self.blocking(move |inner| inner.stage(&src, &key)).await
+    }
+
+    async fn commit(&self, staged: StagedBlob) -> Result<(), StoreError> {
+        self.blocking(move |inner| inner.commit(staged)).await
     }
 
     async fn open(
@@ -717,13 +744,16 @@ mod tests {
         (dir, store)
     }
 
+    /// Stages and commits, as ingest does.
+    async fn put_file(store: &LocalBlobStore, src: &Path, key: &BlobKey) {
+        let staged = store.stage(src, key).await.unwrap();
+        store.commit(staged).await.unwrap();
+    }
+
     async fn put(store: &LocalBlobStore, dir: &Path, bytes: &[u8]) -> BlobKey {
         let key = key_of(bytes);
         let name = format!("spool-{}", key.as_str());
-        store
-            .put_file(&spool(dir, &name, bytes), &key)
-            .await
-            .unwrap();
+        put_file(store, &spool(dir, &name, bytes), &key).await;
         key
     }
 
@@ -756,8 +786,14 @@ mod tests {
         let src = spool(dir.path(), "spool1", &bytes);
 
         assert!(!store.exists(&key).await.unwrap());
-        store.put_file(&src, &key).await.unwrap();
-        assert!(!src.exists(), "the source is removed");
+        let staged = store.stage(&src, &key).await.unwrap();
+        assert!(
+            !store.exists(&key).await.unwrap(),
+            "not visible before commit"
+        );
+        assert_eq!(fs::read_dir(&store.inner.tmp).unwrap().count(), 1);
+        store.commit(staged).await.unwrap();
+        assert!(src.exists(), "the source stays the caller's");
         assert!(store.exists(&key).await.unwrap());
         assert_eq!(store.len(&key).await.unwrap(), bytes.len() as u64);
         assert_eq!(read_all(&store, &key).await, bytes);
@@ -1136,16 +1172,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dropped_stage_leaves_nothing() {
+        let (dir, store) = setup();
+        let key = key_of(b"refused");
+        let staged = store
+            .stage(&spool(dir.path(), "r", b"refused"), &key)
+            .await
+            .unwrap();
+        drop(staged);
+        assert!(!store.exists(&key).await.unwrap());
+        assert_eq!(fs::read_dir(&store.inner.tmp).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
     async fn idempotent_put() {
         let (dir, store) = setup();
         let key = key_of(b"same");
-        store
-            .put_file(&spool(dir.path(), "a", b"same"), &key)
+        put_file(&store, &spool(dir.path(), "a", b"same"), &key).await;
+        let before = fs::read(store.inner.blob_path(&key)).unwrap();
+        let staged = store
+            .stage(&spool(dir.path(), "b", b"same"), &key)
             .await
             .unwrap();
-        let again = spool(dir.path(), "b", b"same");
-        store.put_file(&again, &key).await.unwrap();
-        assert!(!again.exists(), "the duplicate source is removed");
+        assert_eq!(
+            fs::read_dir(&store.inner.tmp).unwrap().count(),
+            0,
+            "nothing sealed for a blob already stored"
+        );
+        store.commit(staged).await.unwrap();
+        assert_eq!(fs::read(store.inner.blob_path(&key)).unwrap(), before);
         assert_eq!(read_all(&store, &key).await, b"same");
     }
 
@@ -1153,10 +1208,7 @@ mod tests {
     async fn delete_is_idempotent() {
         let (dir, store) = setup();
         let key = key_of(b"gone");
-        store
-            .put_file(&spool(dir.path(), "g", b"gone"), &key)
-            .await
-            .unwrap();
+        put_file(&store, &spool(dir.path(), "g", b"gone"), &key).await;
         store.delete(&key).await.unwrap();
         assert!(!store.exists(&key).await.unwrap());
         assert!(matches!(
@@ -1178,10 +1230,7 @@ mod tests {
         for i in 0..300u32 {
             let bytes = i.to_le_bytes();
             let key = key_of(&bytes);
-            store
-                .put_file(&spool(dir.path(), &format!("s{i}"), &bytes), &key)
-                .await
-                .unwrap();
+            put_file(&store, &spool(dir.path(), &format!("s{i}"), &bytes), &key).await;
             keys.push(key);
         }
         let shard = u8::from_str_radix(&keys[0].as_str()[0..2], 16).unwrap();
@@ -1224,10 +1273,7 @@ mod tests {
         let keyring = keyring();
         let store = LocalBlobStore::open(&dir.path().join("store"), Arc::clone(&keyring)).unwrap();
         let key = key_of(b"kept");
-        store
-            .put_file(&spool(dir.path(), "k", b"kept"), &key)
-            .await
-            .unwrap();
+        put_file(&store, &spool(dir.path(), "k", b"kept"), &key).await;
         drop(store);
         let store = LocalBlobStore::open(&dir.path().join("store"), keyring).unwrap();
         assert_eq!(read_all(&store, &key).await, b"kept");

@@ -90,7 +90,7 @@ async fn record_read(dir: &DataDir, what: &str) {
     let event = AuditEvent::new(
         Action::AuditRead,
         Actor {
-            user: std::env::var("USER").ok(),
+            user: ward_config::invoking_user(),
             ..Actor::default()
         },
     )

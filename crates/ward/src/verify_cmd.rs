@@ -111,7 +111,11 @@ async fn rotate(data: PathBuf) -> Result<ExitCode> {
             },
         ),
     };
-    let event = AuditEvent::new(Action::ConfigChange, Actor::default())
+    let actor = Actor {
+        user: ward_config::invoking_user(),
+        ..Actor::default()
+    };
+    let event = AuditEvent::new(Action::ConfigChange, actor)
         .with_detail(detail)
         .with_outcome(outcome);
     let recorded = audit.append(event).await;

@@ -13,12 +13,19 @@ const WARD: &str = env!("CARGO_BIN_EXE_ward");
 
 fn nmap(script: &str) -> String {
     let nmap = Path::new("/usr/bin/nmap");
-    assert!(nmap.exists(), "nmap is missing: the test command installs it (Debian package nmap)");
+    assert!(
+        nmap.exists(),
+        "nmap is missing: the test command installs it (Debian package nmap)"
+    );
     let out = Command::new(nmap)
         .args(["-Pn", "-n", "-p", "11112", "--script", script, "127.0.0.1"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -38,5 +45,11 @@ fn nmap_dicom_scripts_find_nothing_accepted() {
     let brute = nmap("dicom-brute");
     assert!(brute.contains("No valid accounts found"), "{brute}");
     // The guessing tripped the back-off and was recorded.
-    assert!(server.log().contains("blocked after repeated failed associations"), "{}", server.log());
+    assert!(
+        server
+            .log()
+            .contains("blocked after repeated failed associations"),
+        "{}",
+        server.log()
+    );
 }
