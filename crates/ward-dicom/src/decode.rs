@@ -162,10 +162,6 @@ pub fn decode_to_native(
     if holds_pixel_sequence(&obj) {
         return Err(invalid("encapsulated pixel data inside a sequence".into()));
     }
-    // As in `transcode_native`: implicit VR output must read back as it was meant.
-    if to_ts == uids::IMPLICIT_VR_LITTLE_ENDIAN {
-        crate::transcode::check_implicit_vr(&obj)?;
-    }
     let mut pixels = Vec::new();
     pixels
         .try_reserve_exact(total)
@@ -231,6 +227,7 @@ pub fn decode_to_native(
         .map_err(|_| TranscodeError::TooLarge)?;
     obj.write_dataset_with_ts(&mut out, to)
         .map_err(|e| TranscodeError::Write(e.to_string()))?;
+    crate::transcode::check_output(&out, to_ts)?;
     Ok(out)
 }
 
@@ -677,6 +674,19 @@ mod tests {
             tags::PROCEDURE_CODE_SEQUENCE,
             VR::LO,
             PrimitiveValue::from("CT CHEST"),
+        ));
+        let mut bytes = Vec::new();
+        obj.write_dataset_with_ts(&mut bytes, rle).unwrap();
+        let err = decode_to_native(&bytes, uids::RLE_LOSSLESS, IMPLICIT).unwrap_err();
+        assert!(matches!(err, TranscodeError::Write(_)), "{err:?}");
+        decode(&bytes, uids::RLE_LOSSLESS, EXPLICIT).unwrap();
+
+        // And the output check: a US value under a UL tag would read back as half a value.
+        obj.remove_element(tags::PROCEDURE_CODE_SEQUENCE);
+        obj.put(DataElement::new(
+            tags::REGION_FLAGS,
+            VR::US,
+            PrimitiveValue::from(1u16),
         ));
         let mut bytes = Vec::new();
         obj.write_dataset_with_ts(&mut bytes, rle).unwrap();

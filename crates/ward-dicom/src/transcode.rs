@@ -2,17 +2,11 @@
 //! peer that did not accept the syntax it is stored in. Compressed objects are decoded to
 //! native form by [`crate::decode_to_native`].
 
-use dicom_core::VR;
-use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
-use dicom_core::header::Header as _;
-use dicom_core::value::Value;
-use dicom_dictionary_std::StandardDataDictionary;
-use dicom_dictionary_std::tags::PIXEL_DATA;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
+use crate::PrescanLimits;
 
 /// Native transfer syntaxes: the data set is plain elements, with no encapsulated pixel data.
 const NATIVE: &[&str] = &[
@@ -59,47 +53,29 @@ pub fn transcode_native(dataset: &[u8], from: &str, to: &str) -> Result<Vec<u8>,
     let (from_ts, to_ts) = (lookup(from)?, lookup(to)?);
     let obj = InMemDicomObject::read_dataset_with_ts(dataset, from_ts)
         .map_err(|e| TranscodeError::Read(e.to_string()))?;
-    if to == IMPLICIT_VR_LITTLE_ENDIAN {
-        check_implicit_vr(&obj)?;
-    }
     let mut out = Vec::with_capacity(dataset.len());
     obj.write_dataset_with_ts(&mut out, to_ts)
         .map_err(|e| TranscodeError::Write(e.to_string()))?;
+    check_output(&out, to)?;
     Ok(out)
 }
 
-/// Refuses a data set that would read back differently once written in implicit VR, where a
-/// reader takes each VR from the dictionary. An element of a tag the dictionary makes a sequence
-/// but that the sender encoded (in explicit VR) as a non-empty value of another VR would be
-/// parsed as sequence items by every implicit VR reader, Ward's pre-scan and dicom-parser
-/// included: the object sent would be garbage to the peer, so the conversion fails instead.
-/// Found by the `dataset` fuzz target. The dictionary test is the pre-scan's, so that what this
-/// lets through the pre-scan reads the same way.
-pub(crate) fn check_implicit_vr(obj: &InMemDicomObject) -> Result<(), TranscodeError> {
-    for element in obj.iter() {
-        match element.value() {
-            Value::Sequence(seq) => {
-                for item in seq.items() {
-                    check_implicit_vr(item)?;
-                }
-            }
-            Value::Primitive(value)
-                if value.calculate_byte_len() > 0
-                    && element.tag() != PIXEL_DATA
-                    && StandardDataDictionary
-                        .by_tag(element.tag())
-                        .is_some_and(|entry| entry.vr().relaxed() == VR::SQ) =>
-            {
-                return Err(TranscodeError::Write(format!(
-                    "{} holds a value of VR {}, but implicit VR readers take it for a sequence",
-                    element.tag(),
-                    element.vr()
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+/// Pre-scans a conversion's output in its target syntax, so that Ward never sends what it would
+/// itself refuse. The writer keeps each element's VR, but an implicit VR reader takes the
+/// dictionary's, and a sender's explicit VR may disagree with it (both found by the `dataset`
+/// fuzz target): text under a tag the dictionary makes a sequence would be parsed as items, a
+/// US value under a UL tag read as half a value, after which the reader has lost its place. UN
+/// under a sequence tag passes when its content is the implicit VR items PS3.5 §6.2.2 says it
+/// is. The input's nesting was already held to the caller's limit, so depth is not limited
+/// again here.
+pub(crate) fn check_output(out: &[u8], to_ts: &str) -> Result<(), TranscodeError> {
+    let limits = PrescanLimits {
+        max_depth: u32::MAX,
+        ..PrescanLimits::default()
+    };
+    crate::prescan_dataset(out, out.len() as u64, to_ts, &limits)
+        .map(drop)
+        .map_err(|e| TranscodeError::Write(format!("the result would not read back: {e}")))
 }
 
 #[cfg(test)]
@@ -107,6 +83,15 @@ mod tests {
     use super::*;
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
+
+    const IMPLICIT_VR_LITTLE_ENDIAN: &str = NATIVE[0];
+
+    fn explicit(obj: &InMemDicomObject) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        obj.write_dataset_with_ts(&mut bytes, TransferSyntaxRegistry.get(NATIVE[1]).unwrap())
+            .unwrap();
+        bytes
+    }
 
     fn sample() -> InMemDicomObject {
         let mut obj = InMemDicomObject::new_empty();
@@ -167,43 +152,67 @@ mod tests {
     /// every reader then parses as sequence items.
     #[test]
     fn implicit_output_refuses_values_the_dictionary_makes_sequences() {
+        let with = |value: InMemDicomObject| {
+            let mut obj = sample();
+            obj.put(DataElement::new(
+                tags::REFERENCED_STUDY_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![value]),
+            ));
+            explicit(&obj)
+        };
+        let code = |vr: VR, value: PrimitiveValue| {
+            let mut item = InMemDicomObject::new_empty();
+            item.put(DataElement::new(tags::PROCEDURE_CODE_SEQUENCE, vr, value));
+            item
+        };
+        let to_implicit = |bytes: &[u8]| transcode_native(bytes, NATIVE[1], NATIVE[0]);
+
+        // At the top level and nested in an item.
+        let top = explicit(&code(VR::LO, PrimitiveValue::from("CT CHEST")));
+        let nested = with(code(VR::LO, PrimitiveValue::from("CT CHEST")));
+        for bytes in [&top, &nested] {
+            let err = to_implicit(bytes).unwrap_err();
+            assert!(matches!(err, TranscodeError::Write(_)), "{err:?}");
+            // Explicit VR keeps the sender's VR, so the other targets still convert it.
+            for to in &NATIVE[1..] {
+                transcode_native(bytes, NATIVE[1], to).unwrap();
+            }
+        }
+        // An empty value reads back as an empty sequence; UN holding implicit VR items, as
+        // PS3.5 6.2.2 encodes an unknown sequence (pydicom's rtdose_rle.dcm has one), reads
+        // back as the sequence it is.
+        to_implicit(&with(code(VR::LO, PrimitiveValue::Empty))).unwrap();
+        let value = b"CTCH";
+        let element = [&[0x08, 0x00, 0x00, 0x01, 4, 0, 0, 0][..], value].concat();
+        let items = [
+            &[0xFE, 0xFF, 0x00, 0xE0][..],
+            &(element.len() as u32).to_le_bytes(),
+            &element,
+        ]
+        .concat();
+        to_implicit(&with(code(VR::UN, PrimitiveValue::from(items)))).unwrap();
+    }
+
+    /// Regression (fuzzing, `dataset` target): a sender's explicit VR US under a tag the
+    /// dictionary makes UL used to be written in implicit VR as two bytes, which a reader takes
+    /// for half a UL followed by the next element's first bytes.
+    #[test]
+    fn implicit_output_that_would_not_read_back_is_refused() {
         let mut obj = sample();
         obj.put(DataElement::new(
-            tags::PROCEDURE_CODE_SEQUENCE,
-            VR::LO,
-            PrimitiveValue::from("CT CHEST"),
+            tags::REGION_FLAGS,
+            VR::US,
+            PrimitiveValue::from(1u16),
         ));
         let mut bytes = Vec::new();
         obj.write_dataset_with_ts(&mut bytes, TransferSyntaxRegistry.get(NATIVE[1]).unwrap())
             .unwrap();
         let err = transcode_native(&bytes, NATIVE[1], IMPLICIT_VR_LITTLE_ENDIAN).unwrap_err();
         assert!(matches!(err, TranscodeError::Write(_)), "{err:?}");
-        // Explicit VR keeps the sender's VR, so the other targets still convert it.
         for to in &NATIVE[1..] {
             transcode_native(&bytes, NATIVE[1], to).unwrap();
         }
-
-        // Nested in an item, too; an empty value reads back as an empty sequence and passes.
-        let mut item = InMemDicomObject::new_empty();
-        item.put(DataElement::new(
-            tags::PROCEDURE_CODE_SEQUENCE,
-            VR::LO,
-            PrimitiveValue::from("CT CHEST"),
-        ));
-        let mut nested = sample();
-        nested.put(DataElement::new(
-            tags::REFERENCED_STUDY_SEQUENCE,
-            VR::SQ,
-            dicom_core::value::DataSetSequence::from(vec![item]),
-        ));
-        assert!(check_implicit_vr(&nested).is_err());
-        let mut empty = sample();
-        empty.put(DataElement::new(
-            tags::PROCEDURE_CODE_SEQUENCE,
-            VR::LO,
-            PrimitiveValue::Empty,
-        ));
-        assert!(check_implicit_vr(&empty).is_ok());
     }
 
     #[test]

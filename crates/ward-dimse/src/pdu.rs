@@ -217,8 +217,43 @@ pub async fn send_abort<W: AsyncWrite + Unpin>(writer: &mut W, source: AbortRQSo
     let _ = write_pdu(writer, &Pdu::AbortRQ { source }).await;
 }
 
-/// Writes one P-DATA-TF PDU holding one PDV, without copying `data` into an intermediate PDU
-/// buffer.
+/// The PDU and PDV headers of a P-DATA-TF PDU holding one PDV of `data_len` bytes.
+fn pdv_header(
+    context_id: u8,
+    kind: &PDataValueType,
+    is_last: bool,
+    data_len: usize,
+) -> Result<[u8; PDU_HEADER + PDV_HEADER], PduError> {
+    let item_len =
+        u32::try_from(data_len + 2).map_err(|_| PduError::Malformed("PDV too large".into()))?;
+    let pdu_len = item_len
+        .checked_add(4)
+        .ok_or_else(|| PduError::Malformed("PDV too large".into()))?;
+    let mut header = [0u8; PDU_HEADER + PDV_HEADER];
+    header[0] = P_DATA_TF;
+    header[2..6].copy_from_slice(&pdu_len.to_be_bytes());
+    header[6..10].copy_from_slice(&item_len.to_be_bytes());
+    header[10] = context_id;
+    header[11] = u8::from(matches!(kind, PDataValueType::Command)) | (u8::from(is_last) << 1);
+    Ok(header)
+}
+
+/// Appends one P-DATA-TF PDU holding one PDV to `out`.
+pub fn encode_pdv(
+    out: &mut Vec<u8>,
+    context_id: u8,
+    kind: &PDataValueType,
+    is_last: bool,
+    data: &[u8],
+) -> Result<(), PduError> {
+    out.extend_from_slice(&pdv_header(context_id, kind, is_last, data.len())?);
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// Writes one P-DATA-TF PDU holding one PDV. Small payloads go out in one write with their
+/// headers (a response is a few hundred bytes: two writes would be two segments); large ones
+/// are not copied.
 pub async fn write_pdv<W: AsyncWrite + Unpin>(
     writer: &mut W,
     context_id: u8,
@@ -226,17 +261,37 @@ pub async fn write_pdv<W: AsyncWrite + Unpin>(
     is_last: bool,
     data: &[u8],
 ) -> Result<(), PduError> {
-    let item_len =
-        u32::try_from(data.len() + 2).map_err(|_| PduError::Malformed("PDV too large".into()))?;
-    let pdu_len = item_len + 4;
-    let mut header = [0u8; PDU_HEADER + PDV_HEADER];
-    header[0] = P_DATA_TF;
-    header[2..6].copy_from_slice(&pdu_len.to_be_bytes());
-    header[6..10].copy_from_slice(&item_len.to_be_bytes());
-    header[10] = context_id;
-    header[11] = u8::from(matches!(kind, PDataValueType::Command)) | (u8::from(is_last) << 1);
-    writer.write_all(&header).await?;
-    writer.write_all(data).await?;
+    if data.len() <= COALESCE_LIMIT {
+        let mut buf = Vec::with_capacity(PDU_HEADER + PDV_HEADER + data.len());
+        encode_pdv(&mut buf, context_id, &kind, is_last, data)?;
+        writer.write_all(&buf).await?;
+    } else {
+        writer
+            .write_all(&pdv_header(context_id, &kind, is_last, data.len())?)
+            .await?;
+        writer.write_all(data).await?;
+    }
+    Ok(())
+}
+
+/// Payloads up to this size are copied behind their headers and written once.
+pub const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Appends a command set or a data set as one or more PDVs of at most `max_payload` bytes.
+pub fn encode_fragments(
+    out: &mut Vec<u8>,
+    context_id: u8,
+    kind: PDataValueType,
+    bytes: &[u8],
+    max_payload: usize,
+) -> Result<(), PduError> {
+    if bytes.is_empty() {
+        return encode_pdv(out, context_id, &kind, true, &[]);
+    }
+    let mut chunks = bytes.chunks(max_payload).peekable();
+    while let Some(chunk) = chunks.next() {
+        encode_pdv(out, context_id, &kind, chunks.peek().is_none(), chunk)?;
+    }
     Ok(())
 }
 
@@ -248,7 +303,7 @@ pub fn max_pdv_payload(peer_max: u32, fallback: u32) -> usize {
     (max as usize).saturating_sub(PDV_HEADER).max(1)
 }
 
-/// Sends a command set or an in-memory data set as one or more PDVs.
+/// Sends a command set or an in-memory data set as one or more PDVs, in one write.
 pub async fn write_fragments<W: AsyncWrite + Unpin>(
     writer: &mut W,
     context_id: u8,
@@ -256,16 +311,9 @@ pub async fn write_fragments<W: AsyncWrite + Unpin>(
     bytes: &[u8],
     max_payload: usize,
 ) -> Result<(), PduError> {
-    if bytes.is_empty() {
-        write_pdv(writer, context_id, kind, true, &[]).await?;
-        writer.flush().await?;
-        return Ok(());
-    }
-    let mut chunks = bytes.chunks(max_payload).peekable();
-    while let Some(chunk) = chunks.next() {
-        let last = chunks.peek().is_none();
-        write_pdv(writer, context_id, kind.clone(), last, chunk).await?;
-    }
+    let mut buf = Vec::with_capacity(bytes.len() + 2 * (PDU_HEADER + PDV_HEADER));
+    encode_fragments(&mut buf, context_id, kind, bytes, max_payload)?;
+    writer.write_all(&buf).await?;
     writer.flush().await?;
     Ok(())
 }

@@ -461,15 +461,19 @@ where
         let max = self.max_payload();
         let bytes = command.encode();
         let write = async {
-            pdu::write_fragments(
-                &mut self.stream,
-                context_id,
-                PDataValueType::Command,
-                &bytes,
-                max,
-            )
-            .await?;
-            if let Some(data) = data {
+            // A response and its identifier go out in one write; a large data set follows
+            // the command without being copied.
+            let mut buf = Vec::new();
+            pdu::encode_fragments(&mut buf, context_id, PDataValueType::Command, &bytes, max)?;
+            let rest = match data {
+                Some(data) if data.len() <= pdu::COALESCE_LIMIT => {
+                    pdu::encode_fragments(&mut buf, context_id, PDataValueType::Data, data, max)?;
+                    None
+                }
+                other => other,
+            };
+            self.stream.write_all(&buf).await?;
+            if let Some(data) = rest {
                 pdu::write_fragments(
                     &mut self.stream,
                     context_id,
@@ -479,6 +483,7 @@ where
                 )
                 .await?;
             }
+            self.stream.flush().await?;
             Ok::<(), PduError>(())
         };
         match tokio::time::timeout(self.server.config.idle_timeout, write).await {
