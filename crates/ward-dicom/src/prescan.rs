@@ -826,7 +826,7 @@ mod tests {
     /// Regression (fuzzing, `identifier` target): dicom-parser reads a binary value as whole
     /// values and leaves the remainder in the stream, where it becomes the next header. Here a
     /// 6-byte UL (0000,0000) left "Y\x08" to be read with the next element as a private creator
-    /// (0859,0020) LO declaring 0xFFFF1032 bytes: a 4 GB allocation from a 97-byte C-FIND
+    /// (0859,0020) LO declaring 0xFFFF1032 bytes: a 4 GB allocation from a 96-byte C-FIND
     /// identifier that used to pass.
     #[test]
     fn values_that_are_not_whole_numbers_of_their_binary_vr_fail() {
