@@ -238,6 +238,18 @@ fn instance_row(row: &SqliteRow) -> Result<InstanceRow, IndexError> {
     })
 }
 
+/// Runs an `INSERT … ON CONFLICT DO NOTHING`: one autocommit statement, which takes the write
+/// lock directly; nothing inserted means the key was taken.
+async fn insert_new<'q>(
+    insert: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    writer: &SqlitePool,
+) -> Result<(), IndexError> {
+    if insert.execute(writer).await?.rows_affected() == 0 {
+        return Err(IndexError::AlreadyExists);
+    }
+    Ok(())
+}
+
 const USER_GET: &str = "SELECT name, role, password_hash, created_at FROM app_user WHERE name = $1";
 const USER_LIST: &str = "SELECT name, role, password_hash, created_at FROM app_user ORDER BY name";
 
@@ -617,8 +629,7 @@ impl Index for SqliteIndex {
     }
 
     async fn ae_add(&self, peer: &AePeer) -> Result<(), IndexError> {
-        // One autocommit statement: it takes the write lock directly, no upgrade involved.
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO ae_peer (aet, host, port, allow, cert_sha256, legacy_plain, identity) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (aet) DO NOTHING",
         )
@@ -628,14 +639,8 @@ impl Index for SqliteIndex {
         .bind(peer.allow.to_string())
         .bind(peer.cert_sha256.map(hex::encode))
         .bind(i64::from(peer.legacy_plain))
-        .bind(peer.identity.name())
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(IndexError::AlreadyExists);
-        }
-        Ok(())
+        .bind(peer.identity.name());
+        insert_new(insert, &self.writer).await
     }
 
     async fn ae_list(&self) -> Result<Vec<AePeer>, IndexError> {
@@ -648,21 +653,15 @@ impl Index for SqliteIndex {
     }
 
     async fn user_add(&self, user: &UserRecord) -> Result<(), IndexError> {
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO app_user (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(user.name.as_str())
         .bind(user.role.name())
         .bind(&user.password_hash)
-        .bind(user.created_at_unix_ms)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(IndexError::AlreadyExists);
-        }
-        Ok(())
+        .bind(user.created_at_unix_ms);
+        insert_new(insert, &self.writer).await
     }
 
     async fn user_get(&self, name: &UserName) -> Result<Option<UserRecord>, IndexError> {

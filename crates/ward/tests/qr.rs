@@ -128,6 +128,23 @@ fn archive(extra_peers: &[(&str, &str, &str)]) -> Archive {
     }
 }
 
+/// `ward move` of patient P1's studies from `aet` to `dest`.
+fn ward_move(server: &WardServer, aet: &str, dest: &str) -> Output {
+    ward(
+        bin(),
+        &[
+            "move",
+            &server.addr(),
+            "--aet",
+            aet,
+            "-k",
+            "PatientID=P1",
+            "--dest",
+            dest,
+        ],
+    )
+}
+
 fn run(cmd: &mut std::process::Command) -> Output {
     cmd.output().unwrap()
 }
@@ -316,19 +333,7 @@ fn dcmtk_movescu_to_storescp() {
     compare_with_sent(&a, &got);
 
     // And Ward's own client.
-    let out = ward(
-        bin(),
-        &[
-            "move",
-            &a.server.addr(),
-            "--aet",
-            "QR",
-            "-k",
-            "PatientID=P1",
-            "--dest",
-            "DEST",
-        ],
-    );
+    let out = ward_move(&a.server, "QR", "DEST");
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("4 completed, 0 failed"),
@@ -356,36 +361,12 @@ fn refusals_are_clear_and_nothing_hangs() {
     let (out, _) = findscu(&a.server, "NOQR", &["PatientID=P1"], &[]);
     assert!(!out.status.success());
     // C-MOVE to an AE Ward does not know: 0xA801.
-    let out = ward(
-        bin(),
-        &[
-            "move",
-            &a.server.addr(),
-            "--aet",
-            "QR",
-            "-k",
-            "PatientID=P1",
-            "--dest",
-            "STRANGER",
-        ],
-    );
+    let out = ward_move(&a.server, "QR", "STRANGER");
     assert!(!out.status.success());
     assert!(text(&out).contains("0xa801"), "{}", text(&out));
     // C-MOVE to a registered AE that does not answer: a failure, quickly.
     let started = Instant::now();
-    let out = ward(
-        bin(),
-        &[
-            "move",
-            &a.server.addr(),
-            "--aet",
-            "QR",
-            "-k",
-            "PatientID=P1",
-            "--dest",
-            "DEAD",
-        ],
-    );
+    let out = ward_move(&a.server, "QR", "DEAD");
     assert!(!out.status.success());
     assert!(text(&out).contains("0xa702"), "{}", text(&out));
     assert!(started.elapsed() < Duration::from_secs(15));
@@ -399,19 +380,7 @@ fn refusals_are_clear_and_nothing_hangs() {
         "--allow",
         "find",
     ]);
-    let out = ward(
-        bin(),
-        &[
-            "move",
-            &a.server.addr(),
-            "--aet",
-            "FINDONLY",
-            "-k",
-            "PatientID=P1",
-            "--dest",
-            "QR",
-        ],
-    );
+    let out = ward_move(&a.server, "FINDONLY", "QR");
     assert!(!out.status.success());
 }
 
