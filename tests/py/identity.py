@@ -1,7 +1,7 @@
 """Associates over TLS with a user identity (pynetdicom) and runs an enumerating C-FIND.
 Prints `REJECTED`/`ABORTED`, or `ACCEPTED positive=<True|False>` then `FIND <status> <matches>`.
 Arguments: HOST PORT CALLING CALLED CA CERT KEY KIND USER PASSCODE
-KIND: none | username | passcode. CA may be `-` for plain TCP."""
+KIND: none | username | passcode | jwt (USER is then the token). CA may be `-` for plain TCP."""
 import ssl
 import sys
 
@@ -17,7 +17,7 @@ ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
 ext = []
 if kind != "none":
     item = UserIdentityNegotiation()
-    item.user_identity_type = 1 if kind == "username" else 2
+    item.user_identity_type = {"username": 1, "passcode": 2, "jwt": 5}[kind]
     item.primary_field = user.encode()
     if kind == "passcode":
         item.secondary_field = passcode.encode()

@@ -3,6 +3,7 @@
 //! no decision depends on I/O that could fail open.
 
 pub mod identity;
+pub mod jwt;
 pub mod pki;
 pub mod throttle;
 pub mod tls;
@@ -11,6 +12,7 @@ use std::net::IpAddr;
 
 use ward_types::{AePeer, AeTitle, Operation, OperationSet};
 
+pub use jwt::{Claims, JwtConfig, JwtError, JwtVerifier};
 pub use tls::PeerCertificate;
 
 /// How an association reached Ward.

@@ -144,18 +144,43 @@ pub fn server_config(
     server: &Credentials,
     policy: Arc<ClientCertPolicy>,
 ) -> Result<Arc<ServerConfig>, PkiError> {
+    let (chain, key) = server_chain_and_key(server)?;
+    let config = server_builder()?
+        .with_client_cert_verifier(policy)
+        .with_single_cert(chain, key)
+        .map_err(|e| PkiError::Certificate(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// The rustls configuration of the HTTPS listener: the same protocol versions and suites as
+/// DIMSE over TLS, but no client certificate, since every request carries a bearer token.
+/// HTTP/1.1 only (ALPN), which every DICOMweb client speaks.
+pub fn https_server_config(server: &Credentials) -> Result<Arc<ServerConfig>, PkiError> {
+    let (chain, key) = server_chain_and_key(server)?;
+    let mut config = server_builder()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| PkiError::Certificate(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// TLS 1.3 and 1.2 with the aws-lc-rs provider, whose TLS 1.2 suites are all ECDHE with AEAD
+/// ciphers: the PS3.15 BCP 195 non-downgrading profile.
+fn server_builder() -> Result<rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier>, PkiError>
+{
+    ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| PkiError::Certificate(e.to_string()))
+}
+
+fn server_chain_and_key(
+    server: &Credentials,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
     let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PkiError::Certificate(e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())
         .map_err(|e| PkiError::Certificate(e.to_string()))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| PkiError::Certificate(e.to_string()))?
-    .with_client_cert_verifier(policy)
-    .with_single_cert(chain, key)
-    .map_err(|e| PkiError::Certificate(e.to_string()))?;
-    Ok(Arc::new(config))
+    Ok((chain, key))
 }

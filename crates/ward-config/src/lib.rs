@@ -44,6 +44,73 @@ pub struct Config {
     pub query: QueryConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The web front door: DICOMweb and the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// HTTPS listener, with the server certificate from `ward init`.
+    pub listen: SocketAddr,
+    /// A plain HTTP listener, off unless set, and only ever on a loopback address.
+    pub plain_listen: Option<SocketAddr>,
+    /// Lifetime of the bearer token `POST /auth/token` issues.
+    pub session_ttl_secs: u64,
+    /// Largest request body (a STOW-RS upload), in bytes.
+    pub max_body_bytes: u64,
+    /// Most parts one multipart request may hold.
+    pub max_parts: u32,
+    /// How long one request may take, body included.
+    pub request_timeout_secs: u64,
+    /// Origins allowed to call the API from a browser; none unless listed.
+    pub cors_allowed_origins: Vec<String>,
+    /// Failed logins from one address, or for one user name, within the window that block it.
+    pub failed_logins_threshold: u32,
+    pub failed_login_window_secs: u64,
+    pub login_backoff_secs: u64,
+    pub max_login_backoff_secs: u64,
+    /// OAuth2/OIDC bearer tokens (IHE IUA), accepted when configured.
+    pub oidc: Option<OidcConfig>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            plain_listen: None,
+            session_ttl_secs: 900,
+            max_body_bytes: 4 << 30,
+            max_parts: 10_000,
+            request_timeout_secs: 600,
+            cors_allowed_origins: Vec::new(),
+            failed_logins_threshold: 5,
+            failed_login_window_secs: 300,
+            login_backoff_secs: 60,
+            max_login_backoff_secs: 3600,
+            oidc: None,
+        }
+    }
+}
+
+/// A trusted OAuth2/OIDC issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` claim tokens must carry.
+    pub issuer: String,
+    /// The `aud` claim tokens must carry (Ward's identifier at the issuer).
+    pub audience: String,
+    /// The issuer's JSON Web Key Set, as a file (absolute, or relative to the data directory).
+    pub jwks_file: PathBuf,
+    /// The claim naming the Ward role (administrator, clinician, modality, auditor).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+}
+
+fn default_role_claim() -> String {
+    "ward_role".into()
 }
 
 /// Back-off after failed associations (unknown titles, wrong certificates, wrong addresses).
@@ -157,6 +224,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             query: QueryConfig::default(),
             security: SecurityConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -226,6 +294,18 @@ impl Config {
         {
             return Err(ConfigError::Invalid {
                 key: "dicom timeouts",
+                reason: "must be at least one second".into(),
+            });
+        }
+        if self.web.plain_listen.is_some_and(|a| !a.ip().is_loopback()) {
+            return Err(ConfigError::Invalid {
+                key: "web.plain_listen",
+                reason: "plain HTTP is only served on a loopback address".into(),
+            });
+        }
+        if self.web.session_ttl_secs == 0 || self.web.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "web timeouts",
                 reason: "must be at least one second".into(),
             });
         }

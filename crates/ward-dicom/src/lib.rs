@@ -1,16 +1,20 @@
 //! Ward's adapter over dicom-rs: the length-checked pre-scan every received data set passes
 //! before dicom-object may parse it, Part 10 meta information writing and checked reading,
 //! extraction of the attributes the index keeps, the catalogue of storage SOP classes and
-//! readable transfer syntaxes, and conversion of stored objects to the uncompressed transfer
-//! syntaxes (re-encoding native data sets, decoding RLE and JPEG pixel data).
+//! readable transfer syntaxes, DICOM JSON encoding (PS3.18 F.2) with a caller-chosen bulk data
+//! policy, and conversion of stored objects to the uncompressed transfer syntaxes (re-encoding
+//! native data sets, decoding RLE and JPEG pixel data), and the pixel work of WADO-RS (frames,
+//! rendering to PNG and JPEG).
 //!
 //! Nothing here touches the network or a database, and nothing panics on bytes from a peer or
 //! from disk.
 
 mod decode;
 mod header;
+mod json;
 mod part10;
 mod prescan;
+mod render;
 mod storage_sop_classes;
 mod transcode;
 mod ts;
@@ -18,6 +22,11 @@ mod ts;
 pub use decode::{decode_to_native, is_decodable_transfer_syntax};
 pub use header::{
     HEADER_COPY_MAX_LEN, HEADER_COPY_MAX_VALUE, HeaderError, read_header, read_header_with_copy,
+    read_metadata,
+};
+pub use json::{
+    BulkPolicy, BulkRef, DEFAULT_INLINE_LIMIT, PathStep, bulk_value, to_dicom_json,
+    wado_bulk_policy,
 };
 pub use part10::{
     MAX_META_GROUP_LEN, Part10Error, Part10Info, read_part10_info, read_part10_info_from,
@@ -25,6 +34,10 @@ pub use part10::{
 };
 pub use prescan::{
     PrescanError, PrescanLimits, PrescanSummary, prescan_dataset, prescan_part10_file,
+};
+pub use render::{
+    ImageInfo, MAX_VIEWPORT, RenderError, Rendered, VoiFunction, Window, encapsulated_frames,
+    encode_jpeg, encode_png, fit, read_image, render_frame, resize, split_frames,
 };
 pub use transcode::{
     MAX_IN_MEMORY_LEN, TranscodeError, is_native_transfer_syntax, transcode_native,

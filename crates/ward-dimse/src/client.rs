@@ -1,5 +1,6 @@
-//! The association requestor: C-ECHO and C-STORE as a service class user, for `ward store`,
-//! Ward's own tests and benchmarks, and (later) C-MOVE sub-operations.
+//! The association requestor: C-ECHO, C-STORE, C-FIND, C-GET and C-MOVE as a service class
+//! user, for `ward store`/`find`/`get`/`move`, C-MOVE sub-operations, `ward audit`, Ward's own
+//! tests and benchmarks. It runs over any byte stream (plain TCP, or TLS set up by the caller).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -8,11 +9,11 @@ use std::time::Duration;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_ul::pdu::{
-    AbortRQSource, AssociationRQ, PDataValueType, Pdu, PresentationContextProposed,
-    PresentationContextResultReason, RequestorRoles, UserVariableItem,
+    AbortRQSource, AssociationRJ, AssociationRQ, PDataValueType, Pdu, PresentationContextProposed,
+    PresentationContextResultReason, RequestorRoles, UserIdentity, UserVariableItem,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use ward_types::Uid;
 
@@ -88,8 +89,8 @@ pub enum ClientError {
     Timeout,
     #[error(transparent)]
     Pdu(#[from] PduError),
-    #[error("association rejected ({0})")]
-    Rejected(String),
+    #[error("association rejected ({:?}, {})", .0.result, .0.source)]
+    Rejected(AssociationRJ),
     #[error("association aborted by the peer")]
     Aborted,
     #[error("protocol error: {0}")]
@@ -131,36 +132,87 @@ pub struct ClientOptions {
     pub timeout: Duration,
 }
 
-/// An established association to a remote SCP.
-pub struct ClientAssociation {
-    stream: TcpStream,
+/// What the acceptor said about one proposed presentation context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextResult {
+    pub id: u8,
+    pub abstract_syntax: String,
+    pub result: PresentationContextResultReason,
+    /// The accepted transfer syntax (meaningless unless accepted).
+    pub transfer_syntax: String,
+}
+
+/// How the acceptor described itself in its A-ASSOCIATE-AC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerImplementation {
+    pub class_uid: Option<String>,
+    pub version_name: Option<String>,
+    /// Its maximum PDU length (0: no limit).
+    pub max_pdu: u32,
+}
+
+impl PeerImplementation {
+    fn from_user_variables(items: &[UserVariableItem]) -> PeerImplementation {
+        let text = |s: &str| s.trim_end_matches(['\0', ' ']).to_owned();
+        PeerImplementation {
+            class_uid: items.iter().find_map(|item| match item {
+                UserVariableItem::ImplementationClassUID(uid) => Some(text(uid)),
+                _ => None,
+            }),
+            version_name: items.iter().find_map(|item| match item {
+                UserVariableItem::ImplementationVersionName(name) => Some(text(name)),
+                _ => None,
+            }),
+            max_pdu: negotiation::peer_max_pdu(items),
+        }
+    }
+}
+
+/// An established association to a remote SCP, over a plain TCP stream unless the caller set
+/// up another (TLS).
+pub struct ClientAssociation<S = TcpStream> {
+    stream: S,
     /// (abstract syntax, transfer syntax) → accepted context id.
     accepted: HashMap<(String, String), u8>,
-    peer_max_pdu: u32,
+    contexts: Vec<ContextResult>,
+    peer: PeerImplementation,
     options: ClientOptions,
     next_message_id: u16,
     /// PDVs received but not yet consumed.
     queued: VecDeque<Pdv>,
 }
 
-impl ClientAssociation {
-    /// Connects and negotiates. At most 128 proposals (the protocol's limit).
+impl ClientAssociation<TcpStream> {
+    /// Connects over TCP and negotiates. At most 128 proposals (the protocol's limit).
     pub async fn connect(
         addr: &str,
         options: ClientOptions,
         proposals: &[Proposal],
     ) -> Result<ClientAssociation, ClientError> {
+        let stream = tokio::time::timeout(options.timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(ClientError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        ClientAssociation::negotiate(stream, options, proposals, None).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
+    /// Negotiates an association over an established stream, sending `user_identity`
+    /// (PS3.7 D.3.3.7) when given. At most 128 proposals (the protocol's limit).
+    pub async fn negotiate(
+        mut stream: S,
+        options: ClientOptions,
+        proposals: &[Proposal],
+        user_identity: Option<UserIdentity>,
+    ) -> Result<ClientAssociation<S>, ClientError> {
         if proposals.is_empty() || proposals.len() > negotiation::MAX_CONTEXTS {
             return Err(ClientError::Protocol(format!(
                 "{} presentation contexts proposed; 1 to 128 are allowed",
                 proposals.len()
             )));
         }
-        let mut stream = tokio::time::timeout(options.timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(ClientError::Connect)?;
-        let _ = stream.set_nodelay(true);
         let contexts: Vec<PresentationContextProposed> = proposals
             .iter()
             .zip((1u8..=255).step_by(2))
@@ -192,6 +244,7 @@ impl ClientAssociation {
                         },
                     )
                 }));
+                items.extend(user_identity.map(UserVariableItem::UserIdentityItem));
                 items
             },
         };
@@ -204,39 +257,54 @@ impl ClientAssociation {
         .map_err(|_| ClientError::Timeout)??;
         match answer {
             Incoming::Other(Pdu::AssociationAC(ac)) => {
-                let mut accepted = HashMap::new();
-                for result in &ac.presentation_contexts {
-                    if result.reason != PresentationContextResultReason::Acceptance {
-                        continue;
-                    }
-                    if let Some(proposed) = contexts.iter().find(|c| c.id == result.id) {
-                        accepted.insert(
-                            (
-                                proposed.abstract_syntax.clone(),
-                                result.transfer_syntax.trim_end_matches('\0').to_owned(),
-                            ),
-                            result.id,
-                        );
-                    }
-                }
+                // Results for contexts never proposed are ignored.
+                let results: Vec<ContextResult> = ac
+                    .presentation_contexts
+                    .iter()
+                    .filter_map(|result| {
+                        let proposed = contexts.iter().find(|c| c.id == result.id)?;
+                        Some(ContextResult {
+                            id: result.id,
+                            abstract_syntax: proposed.abstract_syntax.clone(),
+                            result: result.reason.clone(),
+                            transfer_syntax: result
+                                .transfer_syntax
+                                .trim_end_matches('\0')
+                                .to_owned(),
+                        })
+                    })
+                    .collect();
+                let accepted = results
+                    .iter()
+                    .filter(|r| r.result == PresentationContextResultReason::Acceptance)
+                    .map(|r| ((r.abstract_syntax.clone(), r.transfer_syntax.clone()), r.id))
+                    .collect();
                 Ok(ClientAssociation {
                     stream,
                     accepted,
-                    peer_max_pdu: negotiation::peer_max_pdu(&ac.user_variables),
+                    contexts: results,
+                    peer: PeerImplementation::from_user_variables(&ac.user_variables),
                     options,
                     next_message_id: 1,
                     queued: VecDeque::new(),
                 })
             }
-            Incoming::Other(Pdu::AssociationRJ(rj)) => Err(ClientError::Rejected(format!(
-                "{:?}, {}",
-                rj.result, rj.source
-            ))),
+            Incoming::Other(Pdu::AssociationRJ(rj)) => Err(ClientError::Rejected(rj)),
             Incoming::Other(Pdu::AbortRQ { .. }) => Err(ClientError::Aborted),
             other => Err(ClientError::Protocol(format!(
                 "unexpected answer to A-ASSOCIATE-RQ: {other:?}"
             ))),
         }
+    }
+
+    /// The acceptor's answer to each proposed context, in the order it gave them.
+    pub fn context_results(&self) -> &[ContextResult] {
+        &self.contexts
+    }
+
+    /// How the acceptor described itself.
+    pub fn peer(&self) -> &PeerImplementation {
+        &self.peer
     }
 
     /// The (context id, transfer syntax) pairs the peer accepted for `abstract_syntax`.
@@ -265,7 +333,7 @@ impl ClientAssociation {
     }
 
     fn max_payload(&self) -> usize {
-        pdu::max_pdv_payload(self.peer_max_pdu, self.options.max_pdu)
+        pdu::max_pdv_payload(self.peer.max_pdu, self.options.max_pdu)
     }
 
     /// C-ECHO; returns the status.

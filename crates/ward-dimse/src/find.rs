@@ -6,7 +6,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 use ward_audit::{Action, AuditEvent, Outcome};
-use ward_query::{Matcher, Query, QueryModel, QueryOptions};
+use ward_query::{Query, QueryModel, QueryOptions};
 
 use crate::command::status;
 use crate::session::{End, Request, Response, Session};
@@ -23,14 +23,14 @@ where
     let (code, comment, matches, keys) = match parse(request, identifier) {
         Err((code, comment)) => (code, Some(comment), 0, serde_json::Value::Null),
         Ok(query) => match allowance(session, &query).await {
-            Err((code, comment)) => (code, Some(comment), 0, audit_keys(&query)),
+            Err((code, comment)) => (code, Some(comment), 0, ward_query::audit_keys(&query)),
             Ok(allowed) => {
                 let (code, comment, matches) = answer(session, request, &query, allowed).await?;
                 let ae = session.peer.ae.as_str().to_owned();
                 if let Ok(mut budget) = session.server.match_budget.lock() {
                     budget.spend(ae, matches as u64, Instant::now());
                 }
-                (code, comment, matches, audit_keys(&query))
+                (code, comment, matches, ward_query::audit_keys(&query))
             }
         },
     };
@@ -96,8 +96,9 @@ where
         )
     };
     info!(alert, "query refused by policy");
-    let event = AuditEvent::new(Action::SecurityAlert, session.peer.actor())
-        .with_detail(serde_json::json!({ "alert_type": alert, "keys": audit_keys(query) }));
+    let event = AuditEvent::new(Action::SecurityAlert, session.peer.actor()).with_detail(
+        serde_json::json!({ "alert_type": alert, "keys": ward_query::audit_keys(query) }),
+    );
     let _ = session.server.audit(event).await;
     Err((code, comment.to_owned()))
 }
@@ -164,49 +165,6 @@ where
         return Ok((status::OUT_OF_RESOURCES, Some(comment), sent));
     }
     Ok((status::SUCCESS, None, sent))
-}
-
-/// The keys of a query that constrain it, as text by attribute tag, for the audit trail.
-pub(crate) fn audit_keys(query: &Query) -> serde_json::Value {
-    fn render(matcher: &Matcher) -> Option<serde_json::Value> {
-        match matcher {
-            Matcher::Universal => None,
-            Matcher::Single(v) | Matcher::Wildcard(v) => Some(v.clone().into()),
-            Matcher::UidList(uids) => Some(
-                uids.iter()
-                    .map(|u| u.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\\")
-                    .into(),
-            ),
-            Matcher::Range { from, to } => Some(
-                format!(
-                    "{}-{}",
-                    from.as_deref().unwrap_or(""),
-                    to.as_deref().unwrap_or("")
-                )
-                .into(),
-            ),
-            Matcher::Sequence(keys) => {
-                let inner: serde_json::Map<String, serde_json::Value> = keys
-                    .iter()
-                    .filter_map(|k| render(&k.matcher).map(|v| (tag_name(k.tag), v)))
-                    .collect();
-                (!inner.is_empty()).then(|| inner.into())
-            }
-        }
-    }
-    let mut keys: serde_json::Map<String, serde_json::Value> = query
-        .keys
-        .iter()
-        .filter_map(|k| render(&k.matcher).map(|v| (tag_name(k.tag), v)))
-        .collect();
-    keys.insert("QueryRetrieveLevel".into(), query.level.as_str().into());
-    keys.into()
-}
-
-fn tag_name(tag: dicom_core::Tag) -> String {
-    format!("({:04X},{:04X})", tag.group(), tag.element())
 }
 
 /// The status for a query the index could not answer: the request's fault (0xA900, 0xA700)

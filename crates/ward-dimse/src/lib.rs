@@ -14,5 +14,7 @@ pub mod server;
 mod session;
 mod store;
 
-pub use client::{ClientAssociation, ClientError, ClientOptions, Proposal};
+pub use client::{
+    ClientAssociation, ClientError, ClientOptions, ContextResult, PeerImplementation, Proposal,
+};
 pub use server::{Server, ServerConfig};

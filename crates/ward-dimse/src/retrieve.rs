@@ -10,7 +10,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 use ward_audit::{Action, AuditEvent, Outcome};
 use ward_index::InstanceRow;
@@ -155,7 +155,7 @@ where
         Ok(query) => query,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    record.keys = crate::find::audit_keys(&query);
+    record.keys = ward_query::audit_keys(&query);
     // For C-MOVE the destination is checked before anything is looked up.
     let destination = if op == Operation::Move {
         match destination(session, request).await {
@@ -268,7 +268,7 @@ where
                     false
                 }
             },
-            Plan::Convert(context_id, ts) => match converted(session.ingest(), row, ts).await {
+            Plan::Convert(context_id, ts) => match session.ingest().converted(row, ts).await {
                 Ok(bytes) => {
                     session.send(*context_id, &rq, Some(&bytes)).await?;
                     true
@@ -442,12 +442,10 @@ where
                     )
                 })
                 .map_err(|e| e.to_string()),
-            Some(Plan::Convert(_, ts)) => {
-                converted(session.ingest(), row, &ts).await.map(|bytes| {
-                    let len = bytes.len() as u64;
-                    (Outgoing::Bytes(bytes), len, ts)
-                })
-            }
+            Some(Plan::Convert(_, ts)) => session.ingest().converted(row, &ts).await.map(|bytes| {
+                let len = bytes.len() as u64;
+                (Outgoing::Bytes(bytes), len, ts)
+            }),
         };
         let outcome = match data {
             Ok((data, len, ts)) => {
@@ -494,10 +492,6 @@ where
     Ok(Some(false))
 }
 
-/// Objects up to this size are converted or decoded in memory when a peer did not accept the
-/// transfer syntax they are stored in; larger ones are sent only as stored.
-const CONVERT_LIMIT: u64 = ward_dicom::MAX_IN_MEMORY_LEN;
-
 /// How one instance goes out on the contexts a peer accepted for its SOP class.
 enum Plan {
     /// As stored, on this context.
@@ -513,12 +507,6 @@ enum Outgoing {
     Bytes(Vec<u8>),
 }
 
-/// Whether a stored object in this transfer syntax can be sent in explicit or implicit VR
-/// little endian: native syntaxes are re-encoded, RLE and JPEG pixel data decoded.
-fn convertible(ts: &str) -> bool {
-    ward_dicom::is_native_transfer_syntax(ts) || ward_dicom::is_decodable_transfer_syntax(ts)
-}
-
 /// Chooses how to send `row` given the accepted (context id, transfer syntax) pairs: as stored
 /// when the peer took that syntax, else converted to uncompressed little endian when possible.
 /// `None` fails the sub-operation.
@@ -527,7 +515,7 @@ fn plan(row: &InstanceRow, accepted: &[(u8, String)]) -> Option<Plan> {
     if let Some((id, _)) = accepted.iter().find(|(_, ts)| ts == stored) {
         return Some(Plan::AsStored(*id));
     }
-    if !convertible(stored) || row.size > CONVERT_LIMIT {
+    if !ward_ingest::convertible(row) {
         return None;
     }
     accepted
@@ -541,7 +529,7 @@ fn plan(row: &InstanceRow, accepted: &[(u8, String)]) -> Option<Plan> {
 fn sendable_syntaxes(row: &InstanceRow) -> Vec<String> {
     let stored = row.transfer_syntax.as_str();
     let mut out = vec![stored.to_owned()];
-    if convertible(stored) && row.size <= CONVERT_LIMIT {
+    if ward_ingest::convertible(row) {
         for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
             if ts != stored {
                 out.push(ts.to_owned());
@@ -549,37 +537,6 @@ fn sendable_syntaxes(row: &InstanceRow) -> Vec<String> {
         }
     }
     out
-}
-
-/// Reads a stored object and converts it to the uncompressed `target`, decoding its pixel data
-/// if it is stored compressed.
-async fn converted(
-    ingest: &ward_ingest::Ingest,
-    row: &InstanceRow,
-    target: &str,
-) -> Result<Vec<u8>, String> {
-    let (mut reader, len) = ingest.open_dataset(row).await.map_err(|e| e.to_string())?;
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    reader
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| e.to_string())?;
-    let from = row.transfer_syntax.as_str().to_owned();
-    let target = target.to_owned();
-    tokio::task::spawn_blocking(move || {
-        // The blob passed the pre-scan at ingest; a disk that changed it since must not make
-        // dicom-object allocate from a corrupted length.
-        ward_dicom::prescan_dataset(&bytes[..], bytes.len() as u64, &from, &Default::default())
-            .map_err(|e| e.to_string())?;
-        if ward_dicom::is_native_transfer_syntax(&from) {
-            ward_dicom::transcode_native(&bytes, &from, &target)
-        } else {
-            ward_dicom::decode_to_native(&bytes, &from, &target)
-        }
-        .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
 }
 
 /// The identifier of a final C-GET/C-MOVE response: Failed SOP Instance UID List (0008,0058).
@@ -651,7 +608,10 @@ mod tests {
         }
         // Not decodable, or too large to convert in memory: the sub-operation fails.
         assert_eq!(describe(plan(&row(JPEG_2000, small), &only_le)), None);
-        assert_eq!(describe(plan(&row(RLE, CONVERT_LIMIT + 1), &only_le)), None);
+        assert_eq!(
+            describe(plan(&row(RLE, ward_ingest::CONVERT_LIMIT + 1), &only_le)),
+            None
+        );
         assert_eq!(
             describe(plan(&row(RLE, small), &accepted(&[JPEG_BASELINE]))),
             None
@@ -668,6 +628,9 @@ mod tests {
         );
         assert_eq!(sendable_syntaxes(&row(IMPLICIT_VR_LE, 100)), [le[1], le[0]]);
         assert_eq!(sendable_syntaxes(&row(JPEG_2000, 100)), [JPEG_2000]);
-        assert_eq!(sendable_syntaxes(&row(RLE, CONVERT_LIMIT + 1)), [RLE]);
+        assert_eq!(
+            sendable_syntaxes(&row(RLE, ward_ingest::CONVERT_LIMIT + 1)),
+            [RLE]
+        );
     }
 }

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub max_backoff: Duration,
     /// Matches one calling AE title may receive per hour.
     pub max_matches_per_hour: u64,
+    /// Verifies JWT user identities (PS3.7 D.3.3.7 type 5) from the configured OIDC issuer;
+    /// without it a JWT identity is refused like any unverifiable one.
+    pub jwt: Option<Arc<ward_auth::JwtVerifier>>,
 }
 
 /// What the TLS listener needs: the rustls configuration (client certificates required) and the
@@ -376,7 +379,10 @@ impl Server {
                 info!(cause = cause.as_str(), "association rejected");
                 let actor = Actor {
                     ae_title: Some(rq.calling_ae_title.trim().to_owned()),
-                    user: claim.as_ref().map(|c| c.user.clone()),
+                    user: claim
+                        .as_ref()
+                        .and_then(|c| c.user_name())
+                        .map(str::to_owned),
                     address: Some(addr.to_string()),
                     certificate: cert.as_ref().and_then(|c| c.subject.clone()),
                 };
@@ -492,8 +498,20 @@ impl std::fmt::Debug for IdentityClaim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentityClaim")
             .field("kind", &self.kind)
-            .field("user", &self.user)
+            .field("user", &self.user_name())
             .finish_non_exhaustive()
+    }
+}
+
+impl IdentityClaim {
+    /// The user name the claim states, if its primary field is one: for a JWT, SAML assertion
+    /// or Kerberos ticket the primary field is the credential itself, which never goes into a
+    /// log or the audit trail.
+    fn user_name(&self) -> Option<&str> {
+        match self.kind {
+            UserIdentityType::Username | UserIdentityType::UsernamePassword => Some(&self.user),
+            _ => None,
+        }
     }
 }
 
@@ -561,7 +579,32 @@ impl Server {
                     IdentityCheck::Failed("unknown user or wrong passcode")
                 }
             }
+            UserIdentityType::Jwt if !tls => IdentityCheck::Failed("token sent over plain TCP"),
+            UserIdentityType::Jwt => self.check_jwt(claim),
             _ => IdentityCheck::Failed("identity type not supported"),
+        }
+    }
+
+    /// A JWT identity: the token is the primary field; its subject and role claim make the
+    /// user. A subject that is not a valid user name cannot be recorded and is refused.
+    fn check_jwt(&self, claim: &IdentityClaim) -> IdentityCheck {
+        let Some(verifier) = &self.config.jwt else {
+            return IdentityCheck::Failed("no token issuer is configured");
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match verifier.verify(&claim.user, now) {
+            Ok(claims) => match (UserName::parse(&claims.subject), claims.role) {
+                (Ok(user), Some(role)) => IdentityCheck::Verified { user, role },
+                (Err(_), _) => IdentityCheck::Failed("token subject is not a usable user name"),
+                (_, None) => IdentityCheck::Failed("token carries no Ward role"),
+            },
+            Err(e) => {
+                debug!(error = %e, "JWT identity refused");
+                IdentityCheck::Failed("token refused")
+            }
         }
     }
 

@@ -70,6 +70,7 @@ where
             .map_err(|_| bad_uid("transfer syntax UID"))?,
         source_ae: Some(session.peer.ae.as_str().to_owned()),
         actor: session.peer.actor(),
+        expected_study: None,
     };
     session
         .server

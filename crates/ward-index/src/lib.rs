@@ -112,6 +112,29 @@ impl std::fmt::Debug for UserRecord {
     }
 }
 
+/// An API token for a machine on the web front door. Only the SHA-256 of the token is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    pub name: ward_types::UserName,
+    pub role: ward_types::Role,
+    /// Lowercase hex SHA-256 of the token.
+    pub token_hash: String,
+    pub created_at_unix_ms: i64,
+    pub expires_at_unix_ms: Option<i64>,
+    pub revoked_at_unix_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiTokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTokenRecord")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("expires_at_unix_ms", &self.expires_at_unix_ms)
+            .field("revoked_at_unix_ms", &self.revoked_at_unix_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub patients: u64,
@@ -193,4 +216,16 @@ pub trait Index: Send + Sync + 'static {
     async fn user_list(&self) -> Result<Vec<UserRecord>, IndexError>;
     /// Removes a user; whether it existed.
     async fn user_remove(&self, name: &ward_types::UserName) -> Result<bool, IndexError>;
+    /// Adds an API token; [`IndexError::AlreadyExists`] if the name is taken.
+    async fn token_add(&self, token: &ApiTokenRecord) -> Result<(), IndexError>;
+    /// The token with this hash, revoked or expired ones included (the caller decides).
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRecord>, IndexError>;
+    /// All tokens, ordered by name.
+    async fn token_list(&self) -> Result<Vec<ApiTokenRecord>, IndexError>;
+    /// Marks a token revoked at `at_unix_ms`; whether an unrevoked token of that name existed.
+    async fn token_revoke(
+        &self,
+        name: &ward_types::UserName,
+        at_unix_ms: i64,
+    ) -> Result<bool, IndexError>;
 }

@@ -22,7 +22,10 @@ use sqlx::{Row, SqliteConnection};
 use ward_query::{MatchRow, Query, QueryOptions};
 use ward_types::{AePeer, AeTitle, HostPattern, IdentityMode, OperationSet, Role, Uid, UserName};
 
-use crate::{Counts, Index, IndexError, InsertOutcome, InstanceRow, NewInstance, UserRecord, plan};
+use crate::{
+    ApiTokenRecord, Counts, Index, IndexError, InsertOutcome, InstanceRow, NewInstance, UserRecord,
+    plan,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -252,6 +255,22 @@ async fn insert_new<'q>(
 
 const USER_GET: &str = "SELECT name, role, password_hash, created_at FROM app_user WHERE name = $1";
 const USER_LIST: &str = "SELECT name, role, password_hash, created_at FROM app_user ORDER BY name";
+
+const TOKEN_COLUMNS: &str =
+    "SELECT name, role, token_hash, created_at, expires_at, revoked_at FROM api_token";
+
+fn token_row(row: &SqliteRow) -> Result<ApiTokenRecord, IndexError> {
+    let name: String = row.try_get(0)?;
+    let role: String = row.try_get(1)?;
+    Ok(ApiTokenRecord {
+        name: UserName::parse(&name).map_err(|_| IndexError::Corrupt("api_token.name"))?,
+        role: Role::from_str(&role).map_err(|_| IndexError::Corrupt("api_token.role"))?,
+        token_hash: row.try_get(2)?,
+        created_at_unix_ms: row.try_get(3)?,
+        expires_at_unix_ms: row.try_get(4)?,
+        revoked_at_unix_ms: row.try_get(5)?,
+    })
+}
 
 fn user_row(row: &SqliteRow) -> Result<UserRecord, IndexError> {
     let name: String = row.try_get(0)?;
@@ -690,6 +709,50 @@ impl Index for SqliteIndex {
             .await?
             .rows_affected();
         Ok(removed > 0)
+    }
+
+    async fn token_add(&self, token: &ApiTokenRecord) -> Result<(), IndexError> {
+        let insert = sqlx::query(
+            "INSERT INTO api_token (name, role, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(token.name.as_str())
+        .bind(token.role.name())
+        .bind(&token.token_hash)
+        .bind(token.created_at_unix_ms)
+        .bind(token.expires_at_unix_ms);
+        insert_new(insert, &self.writer).await
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRecord>, IndexError> {
+        sqlx::query(&format!("{TOKEN_COLUMNS} WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(&self.readers)
+            .await?
+            .as_ref()
+            .map(token_row)
+            .transpose()
+    }
+
+    async fn token_list(&self) -> Result<Vec<ApiTokenRecord>, IndexError> {
+        sqlx::query(&format!("{TOKEN_COLUMNS} ORDER BY name"))
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(token_row)
+            .collect()
+    }
+
+    async fn token_revoke(&self, name: &UserName, at_unix_ms: i64) -> Result<bool, IndexError> {
+        let revoked = sqlx::query(
+            "UPDATE api_token SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+        )
+        .bind(name.as_str())
+        .bind(at_unix_ms)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(revoked > 0)
     }
 
     async fn ae_remove(&self, aet: &AeTitle) -> Result<bool, IndexError> {

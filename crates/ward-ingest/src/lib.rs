@@ -92,6 +92,9 @@ pub struct StoreRequest {
     pub source_ae: Option<String>,
     /// Who sends it, for the audit trail.
     pub actor: ward_audit::Actor,
+    /// The study the object must belong to (STOW-RS to `/studies/{study}`); an object of
+    /// another study is refused before it is stored.
+    pub expected_study: Option<Uid>,
 }
 
 /// The result of a successful ingest.
@@ -352,6 +355,7 @@ impl Ingest {
             transfer_syntax: info.transfer_syntax,
             source_ae: None,
             actor: ward_audit::Actor::default(),
+            expected_study: None,
         };
         let dataset_len = info.file_len.saturating_sub(info.dataset_offset);
         let (attrs, header) = check_object(
@@ -490,6 +494,130 @@ impl Ingest {
             ));
         }
         Ok((reader, dataset_len))
+    }
+}
+
+/// Objects up to this size are converted or decoded in memory when a peer did not accept the
+/// transfer syntax they are stored in; larger ones are sent only as stored.
+pub const CONVERT_LIMIT: u64 = ward_dicom::MAX_IN_MEMORY_LEN;
+
+/// Whether a stored object can be sent in explicit or implicit VR little endian: native
+/// syntaxes are re-encoded, RLE and JPEG pixel data decoded, within [`CONVERT_LIMIT`].
+pub fn convertible(row: &ward_index::InstanceRow) -> bool {
+    let ts = row.transfer_syntax.as_str();
+    (ward_dicom::is_native_transfer_syntax(ts) || ward_dicom::is_decodable_transfer_syntax(ts))
+        && row.size <= CONVERT_LIMIT
+}
+
+impl Ingest {
+    /// Reads a stored object's data set and converts it to the uncompressed `target`, decoding
+    /// its pixel data if it is stored compressed. Check [`convertible`] first.
+    pub async fn converted(
+        &self,
+        row: &ward_index::InstanceRow,
+        target: &str,
+    ) -> Result<Vec<u8>, String> {
+        let target = target.to_owned();
+        self.with_whole_dataset(row, move |bytes, from| {
+            if ward_dicom::is_native_transfer_syntax(from) {
+                ward_dicom::transcode_native(bytes, from, &target)
+            } else {
+                ward_dicom::decode_to_native(bytes, from, &target)
+            }
+            .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// A stored object read whole and parsed, pixel data included, for the WADO-RS frame, bulk
+    /// data and rendering routes; with `decode`, compressed pixel data is decoded to native
+    /// first. Objects over [`CONVERT_LIMIT`] are not read: check `row.size` first.
+    pub async fn image(
+        &self,
+        row: &ward_index::InstanceRow,
+        decode: bool,
+    ) -> Result<dicom_object::InMemDicomObject, ImageError> {
+        self.with_whole_dataset(row, move |bytes, ts| {
+            ward_dicom::read_image(bytes, ts, decode).map_err(ImageError::Decode)
+        })
+        .await
+    }
+
+    /// Reads a stored object's data set into memory (at most [`CONVERT_LIMIT`] bytes),
+    /// pre-scans it and hands it, with its transfer syntax, to `work` on a blocking thread.
+    async fn with_whole_dataset<T: Send + 'static, E: From<String> + Send + 'static>(
+        &self,
+        row: &ward_index::InstanceRow,
+        work: impl FnOnce(&[u8], &str) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
+        let (mut reader, len) = self.open_dataset(row).await.map_err(|e| e.to_string())?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len.min(CONVERT_LIMIT)).unwrap_or(0));
+        tokio::io::AsyncReadExt::read_to_end(&mut (&mut reader).take(CONVERT_LIMIT), &mut bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let from = row.transfer_syntax.as_str().to_owned();
+        tokio::task::spawn_blocking(move || {
+            // The blob passed the pre-scan at ingest; a disk that changed it since must not make
+            // dicom-object allocate from a corrupted length.
+            ward_dicom::prescan_dataset(&bytes[..], bytes.len() as u64, &from, &Default::default())
+                .map_err(|e| e.to_string())?;
+            work(&bytes, &from)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// Why [`Ingest::image`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The stored object could not be read or did not pass the pre-scan.
+    #[error("{0}")]
+    Read(String),
+    /// The object was read but could not be parsed or its pixel data decoded.
+    #[error(transparent)]
+    Decode(ward_dicom::TranscodeError),
+}
+
+impl From<String> for ImageError {
+    fn from(e: String) -> ImageError {
+        ImageError::Read(e)
+    }
+}
+
+impl Ingest {
+    /// A stored object's attributes up to Pixel Data, for WADO-RS metadata. The object is read
+    /// twice as a stream, never whole: once through the pre-scan (the disk may have changed
+    /// since ingest, and dicom-object allocates from declared lengths), once to parse.
+    pub async fn metadata(
+        &self,
+        row: &ward_index::InstanceRow,
+    ) -> Result<dicom_object::InMemDicomObject, IngestError> {
+        let (reader, len) = self.open_dataset(row).await?;
+        let ts = row.transfer_syntax.as_str().to_owned();
+        let handle = tokio::runtime::Handle::current();
+        let scan_handle = handle.clone();
+        tokio::task::spawn_blocking(move || {
+            let bridge = tokio_util::io::SyncIoBridge::new_with_handle(reader, scan_handle);
+            ward_dicom::prescan_dataset(
+                std::io::BufReader::new(bridge),
+                len,
+                &ts,
+                &Default::default(),
+            )
+        })
+        .await
+        .map_err(IngestError::internal)?
+        .map_err(IngestError::internal)?;
+        let key = BlobKey::parse(&row.blob_key).map_err(IngestError::internal)?;
+        let reader = self.store.open(&key).await.map_err(IngestError::internal)?;
+        tokio::task::spawn_blocking(move || {
+            let bridge = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle);
+            ward_dicom::read_metadata(std::io::BufReader::new(bridge))
+        })
+        .await
+        .map_err(IngestError::internal)?
+        .map_err(IngestError::internal)
     }
 }
 
@@ -758,6 +886,15 @@ async fn check_object(
     }
     if attrs.study_instance_uid.is_none() {
         return Err(IngestError::Mismatch("Study Instance UID is missing"));
+    }
+    if request
+        .expected_study
+        .as_ref()
+        .is_some_and(|study| attrs.study_instance_uid.as_ref() != Some(study))
+    {
+        return Err(IngestError::Mismatch(
+            "Study Instance UID differs from the request",
+        ));
     }
     if attrs.series_instance_uid.is_none() {
         return Err(IngestError::Mismatch("Series Instance UID is missing"));

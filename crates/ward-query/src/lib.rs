@@ -38,8 +38,8 @@ use ward_types::Uid;
 
 pub use attributes::attribute_level;
 pub use matching::{Header, sortable, sortable_bounds};
-pub use parse::parse_identifier;
-pub use response::response_identifier;
+pub use parse::{Hierarchy, parse_dataset, parse_identifier};
+pub use response::{response_dataset, response_identifier};
 
 /// Most keys (counting keys inside sequence items) one identifier may hold.
 pub const MAX_KEYS: usize = 256;
@@ -254,11 +254,19 @@ pub struct MatchRow {
 /// Whether every key at PATIENT or STUDY level (and, for a PATIENT or STUDY query, every key of
 /// an attribute whose level Ward does not know) is universal or wildcard-only: the "give me every
 /// patient" pattern that policy refuses to anyone but an administrator.
+///
+/// A query that designates series or instances by their UIDs names what it wants, whatever its
+/// other keys: QIDO-RS `/instances?SeriesInstanceUID=…` searches across studies that way.
 pub fn is_enumeration(query: &Query) -> bool {
-    query.keys.iter().all(|key| {
-        let level = attribute_level(key.tag).unwrap_or(query.level);
-        level > Level::Study || !key.matcher.constrains()
-    })
+    let designates = |key: &Key| {
+        [Level::Series.unique_key(), Level::Image.unique_key()].contains(&key.tag)
+            && matches!(key.matcher, Matcher::Single(_) | Matcher::UidList(_))
+    };
+    !query.keys.iter().any(designates)
+        && query.keys.iter().all(|key| {
+            let level = attribute_level(key.tag).unwrap_or(query.level);
+            level > Level::Study || !key.matcher.constrains()
+        })
 }
 
 /// Checks that a C-GET or C-MOVE identifier designates entities by a unique key (one value or a
@@ -290,3 +298,46 @@ pub fn check_retrieve(query: &Query) -> Result<(), QueryError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The keys of a query that constrain it, as text by attribute tag, for the audit trail.
+pub fn audit_keys(query: &Query) -> serde_json::Value {
+    fn render(matcher: &Matcher) -> Option<serde_json::Value> {
+        match matcher {
+            Matcher::Universal => None,
+            Matcher::Single(v) | Matcher::Wildcard(v) => Some(v.clone().into()),
+            Matcher::UidList(uids) => Some(
+                uids.iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\\")
+                    .into(),
+            ),
+            Matcher::Range { from, to } => Some(
+                format!(
+                    "{}-{}",
+                    from.as_deref().unwrap_or(""),
+                    to.as_deref().unwrap_or("")
+                )
+                .into(),
+            ),
+            Matcher::Sequence(keys) => {
+                let inner: serde_json::Map<String, serde_json::Value> = keys
+                    .iter()
+                    .filter_map(|k| render(&k.matcher).map(|v| (tag_name(k.tag), v)))
+                    .collect();
+                (!inner.is_empty()).then(|| inner.into())
+            }
+        }
+    }
+    let mut keys: serde_json::Map<String, serde_json::Value> = query
+        .keys
+        .iter()
+        .filter_map(|k| render(&k.matcher).map(|v| (tag_name(k.tag), v)))
+        .collect();
+    keys.insert("QueryRetrieveLevel".into(), query.level.as_str().into());
+    keys.into()
+}
+
+fn tag_name(tag: dicom_core::Tag) -> String {
+    format!("({:04X},{:04X})", tag.group(), tag.element())
+}

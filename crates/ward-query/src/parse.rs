@@ -35,7 +35,27 @@ pub fn parse_identifier(
         .ok_or_else(|| QueryError::Malformed("unknown transfer syntax".into()))?;
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
         .map_err(|e| QueryError::Malformed(e.to_string()))?;
+    parse_dataset(&obj, model, Hierarchy::Strict)
+}
 
+/// Whether the levels above the query level must be designated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// Each level above the query level designated by a single value of its unique key
+    /// (PS3.4 C.4.1.2.1): what C-FIND asks of a peer that did not negotiate relational queries.
+    Strict,
+    /// Upper levels may be left open: QIDO-RS `/series` and `/instances` search across all
+    /// studies (PS3.18 10.6.1).
+    Relational,
+}
+
+/// Parses an identifier already decoded into a data set (QIDO-RS builds one from its query
+/// parameters), with the rules of [`parse_identifier`] and the given hierarchy.
+pub fn parse_dataset(
+    obj: &InMemDicomObject,
+    model: QueryModel,
+    hierarchy: Hierarchy,
+) -> Result<Query, QueryError> {
     let level = obj
         .get(tags::QUERY_RETRIEVE_LEVEL)
         .ok_or(QueryError::MissingLevel)?
@@ -50,9 +70,13 @@ pub fn parse_identifier(
     }
 
     let mut budget = MAX_KEYS;
-    let keys = parse_keys(&obj, &mut budget, true)?;
+    let keys = parse_keys(obj, &mut budget, true)?;
 
-    for &upper in model.levels().iter().take_while(|&&l| l < level) {
+    let designated_levels = match hierarchy {
+        Hierarchy::Strict => model.levels(),
+        Hierarchy::Relational => &[],
+    };
+    for &upper in designated_levels.iter().take_while(|&&l| l < level) {
         let tag = upper.unique_key();
         let designated = keys
             .iter()

@@ -33,6 +33,16 @@ pub fn response_identifier(
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| QueryError::Malformed("unknown transfer syntax".into()))?;
+    let obj = response_dataset(query, row)?;
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts)
+        .map_err(|e| QueryError::Malformed(e.to_string()))?;
+    Ok(out)
+}
+
+/// The response of [`response_identifier`] as a data set, for front doors that encode it
+/// otherwise (QIDO-RS answers in DICOM JSON).
+pub fn response_dataset(query: &Query, row: &MatchRow) -> Result<InMemDicomObject, QueryError> {
     let header = row.header.as_deref().map(Header::parse).transpose()?;
 
     let mut obj = InMemDicomObject::new_empty();
@@ -53,10 +63,7 @@ pub fn response_identifier(
             .map(|h| &h.obj);
         obj.put(answer(key, row.values.get(&key.tag), header));
     }
-    let mut out = Vec::new();
-    obj.write_dataset_with_ts(&mut out, ts)
-        .map_err(|e| QueryError::Malformed(e.to_string()))?;
-    Ok(out)
+    Ok(obj)
 }
 
 fn answer(key: &Key, value: Option<&String>, header: Option<&InMemDicomObject>) -> InMemElement {

@@ -492,6 +492,26 @@ fn enumeration_pattern() {
         "SERIES",
         &[(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3")]
     ));
+    // Relational queries (QIDO-RS across studies): series or instances named by UID are not
+    // an enumeration; a series-level attribute alone still is.
+    let relational = |level: &str, keys: &[(Tag, VR, &str)]| {
+        let mut obj = InMemDicomObject::new_empty();
+        put(&mut obj, tags::QUERY_RETRIEVE_LEVEL, VR::CS, level);
+        for (tag, vr, value) in keys {
+            put(&mut obj, *tag, *vr, value);
+        }
+        is_enumeration(&parse_dataset(&obj, StudyRoot, Hierarchy::Relational).unwrap())
+    };
+    assert!(!relational(
+        "IMAGE",
+        &[(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3")]
+    ));
+    assert!(!relational(
+        "IMAGE",
+        &[(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3\\1.2.4")]
+    ));
+    assert!(relational("SERIES", &[(tags::MODALITY, VR::CS, "CT")]));
+    assert!(relational("IMAGE", &[(tags::INSTANCE_NUMBER, VR::IS, "1")]));
 }
 
 #[test]

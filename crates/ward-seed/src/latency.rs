@@ -1,6 +1,7 @@
 //! C-FIND latency against any SCP holding the corpus: study-level queries of one kind on one
 //! association, each timed from the request to its final response, every answer's match count
-//! checked against what the corpus says it must be.
+//! checked against what the corpus says it must be. A target is an SCP (C-FIND) or a
+//! DICOMweb server (QIDO-RS `GET /studies?...`, the same key and return keys).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use ward_dimse::{ClientAssociation, ClientOptions, Proposal};
 
 use crate::corpus::{self, Corpus, Date, STUDIES_PER_PATIENT};
+use crate::web;
 
 /// Study Root Query/Retrieve Information Model – FIND.
 const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
@@ -37,6 +39,16 @@ impl Kind {
             Kind::Accession => "accession",
             Kind::DateMonth => "date-month",
             Kind::NamePrefix => "name-prefix",
+        }
+    }
+
+    /// The QIDO-RS query parameter.
+    fn keyword(self) -> &'static str {
+        match self {
+            Kind::PatientId => "PatientID",
+            Kind::Accession => "AccessionNumber",
+            Kind::DateMonth => "StudyDate",
+            Kind::NamePrefix => "PatientName",
         }
     }
 
@@ -166,14 +178,25 @@ fn identifier(kind: Kind, value: &str) -> InMemDicomObject {
     obj
 }
 
-/// An SCP to time, and the corpus it holds.
+/// How a target is reached.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// C-FIND on an association with this SCP.
+    Dimse {
+        /// HOST:PORT.
+        address: String,
+        called_ae: String,
+    },
+    /// QIDO-RS under this DICOMweb root.
+    Web(web::BaseUrl),
+}
+
+/// A server to time, and the corpus it holds.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// A label for the report.
     pub name: String,
-    /// HOST:PORT.
-    pub address: String,
-    pub called_ae: String,
+    pub endpoint: Endpoint,
     /// The size of the corpus it holds.
     pub instances: u64,
 }
@@ -181,20 +204,41 @@ pub struct Target {
 impl std::str::FromStr for Target {
     type Err = anyhow::Error;
 
-    /// `NAME=HOST:PORT/AE_TITLE/INSTANCES`.
+    /// `NAME=HOST:PORT/AE_TITLE/INSTANCES`, or `NAME=http[s]://HOST:PORT/ROOT/INSTANCES` for
+    /// a DICOMweb root (e.g. `https://127.0.0.1:8443/dicom-web/1000000`).
     fn from_str(spec: &str) -> Result<Target> {
-        let parsed = spec.split_once('=').and_then(|(name, rest)| {
+        let Some((name, rest)) = spec.split_once('=') else {
+            bail!("{spec:?}: expected NAME=HOST:PORT/AE_TITLE/INSTANCES or NAME=URL/INSTANCES");
+        };
+        if rest.starts_with("http://") || rest.starts_with("https://") {
+            let Some((url, instances)) = rest.rsplit_once('/') else {
+                bail!("{spec:?}: expected NAME=URL/INSTANCES");
+            };
+            return Ok(Target {
+                name: name.to_owned(),
+                endpoint: Endpoint::Web(url.parse()?),
+                instances: instances
+                    .parse()
+                    .with_context(|| format!("{spec:?}: instance count"))?,
+            });
+        }
+        let parsed = {
             let mut parts = rest.split('/');
-            let fields = (name, parts.next()?, parts.next()?, parts.next()?);
-            parts.next().is_none().then_some(fields)
-        });
-        let Some((name, address, called_ae, instances)) = parsed else {
+            let fields = (parts.next(), parts.next(), parts.next());
+            match fields {
+                (Some(a), Some(b), Some(c)) if parts.next().is_none() => Some((a, b, c)),
+                _ => None,
+            }
+        };
+        let Some((address, called_ae, instances)) = parsed else {
             bail!("{spec:?}: expected NAME=HOST:PORT/AE_TITLE/INSTANCES");
         };
         Ok(Target {
             name: name.to_owned(),
-            address: address.to_owned(),
-            called_ae: called_ae.to_owned(),
+            endpoint: Endpoint::Dimse {
+                address: address.to_owned(),
+                called_ae: called_ae.to_owned(),
+            },
             instances: instances
                 .parse()
                 .with_context(|| format!("{spec:?}: instance count"))?,
@@ -209,6 +253,107 @@ pub struct Options {
     pub seed: u64,
     pub requests: u64,
     pub warmup: u64,
+    /// PEM certificates trusted for HTTPS targets.
+    pub ca: Option<std::path::PathBuf>,
+    /// Bearer token for DICOMweb targets.
+    pub token: Option<String>,
+}
+
+/// An open association or HTTP connection to one target.
+enum Session {
+    Dimse(ClientAssociation),
+    Web(web::Connection),
+}
+
+impl Session {
+    async fn open(target: &Target, options: &Options) -> Result<Session> {
+        match &target.endpoint {
+            Endpoint::Dimse { address, called_ae } => {
+                let client = ClientOptions {
+                    calling_ae: options.calling_ae.clone(),
+                    called_ae: called_ae.clone(),
+                    max_pdu: 256 * 1024,
+                    timeout: options.timeout,
+                };
+                let proposal = Proposal {
+                    abstract_syntax: STUDY_ROOT_FIND.to_owned(),
+                    transfer_syntaxes: vec![
+                        corpus::TRANSFER_SYNTAX.to_owned(),
+                        "1.2.840.10008.1.2".to_owned(),
+                    ],
+                    scp_role: false,
+                };
+                let assoc = ClientAssociation::connect(address, client, &[proposal])
+                    .await
+                    .with_context(|| format!("association with {} ({address})", target.name))?;
+                Ok(Session::Dimse(assoc))
+            }
+            Endpoint::Web(base) => {
+                let client = web::Client::new(
+                    base.clone(),
+                    options.ca.as_deref(),
+                    options.token.as_deref(),
+                )?;
+                let conn = client
+                    .connect()
+                    .await
+                    .with_context(|| format!("connecting to {}", target.name))?;
+                Ok(Session::Web(conn))
+            }
+        }
+    }
+
+    /// Asks one query; the matches found, and what went wrong if the server refused it.
+    async fn query(&mut self, kind: Kind, value: &str) -> Result<(u64, Option<Value>)> {
+        match self {
+            Session::Dimse(assoc) => {
+                let mut found = 0u64;
+                let (status, comment) = assoc
+                    .find(STUDY_ROOT_FIND, &identifier(kind, value), |_| found += 1)
+                    .await?;
+                let failure = (status != 0).then(|| {
+                    json!({ "value": value, "status": format!("{status:04X}"), "comment": comment })
+                });
+                Ok((found, failure))
+            }
+            Session::Web(conn) => {
+                let answer = conn
+                    .call(
+                        hyper::Method::GET,
+                        &qido_path(kind, value),
+                        &[(hyper::header::ACCEPT, "application/dicom+json")],
+                        bytes::Bytes::new(),
+                    )
+                    .await?;
+                if !answer.status.is_success() {
+                    let body = String::from_utf8_lossy(&answer.body)
+                        .chars()
+                        .take(500)
+                        .collect::<String>();
+                    let failure = json!({ "value": value, "status": answer.status.as_u16(), "comment": body });
+                    return Ok((0, Some(failure)));
+                }
+                Ok((web::json_array_len(&answer.body)?, None))
+            }
+        }
+    }
+
+    async fn close(self) -> Result<()> {
+        match self {
+            Session::Dimse(assoc) => Ok(assoc.release().await?),
+            Session::Web(_) => Ok(()),
+        }
+    }
+}
+
+/// The QIDO-RS equivalent of `identifier`: the matching key, and the return keys Ward's
+/// study-level defaults lack.
+fn qido_path(kind: Kind, value: &str) -> String {
+    format!(
+        "/studies?{}={}&includefield=StudyDescription",
+        kind.keyword(),
+        web::encode_query_value(value)
+    )
 }
 
 /// What one target answered to the timed queries.
@@ -230,35 +375,15 @@ pub async fn run(targets: &[Target], kind: Kind, options: &Options) -> Result<Ve
         .iter()
         .map(|t| Corpus::new(t.instances, options.seed))
         .collect::<Result<Vec<_>>>()?;
-    let mut assocs = Vec::new();
+    let mut sessions = Vec::new();
     for target in targets {
-        let client = ClientOptions {
-            calling_ae: options.calling_ae.clone(),
-            called_ae: target.called_ae.clone(),
-            max_pdu: 256 * 1024,
-            timeout: options.timeout,
-        };
-        let proposal = Proposal {
-            abstract_syntax: STUDY_ROOT_FIND.to_owned(),
-            transfer_syntaxes: vec![
-                corpus::TRANSFER_SYNTAX.to_owned(),
-                "1.2.840.10008.1.2".to_owned(),
-            ],
-            scp_role: false,
-        };
-        let assoc = ClientAssociation::connect(&target.address, client, &[proposal])
-            .await
-            .with_context(|| format!("association with {} ({})", target.name, target.address))?;
-        assocs.push(assoc);
+        sessions.push(Session::open(target, options).await?);
     }
 
-    for (assoc, corpus) in assocs.iter_mut().zip(&corpora) {
+    for (session, corpus) in sessions.iter_mut().zip(&corpora) {
         let warm = Requests::new(corpus, kind, 1);
         for n in 0..options.warmup {
-            let request = warm.nth(n);
-            assoc
-                .find(STUDY_ROOT_FIND, &identifier(kind, &request.value), |_| {})
-                .await?;
+            session.query(kind, &warm.nth(n).value).await?;
         }
     }
 
@@ -268,29 +393,21 @@ pub async fn run(targets: &[Target], kind: Kind, options: &Options) -> Result<Ve
         .collect();
     let mut records: Vec<Record> = targets.iter().map(|_| Record::default()).collect();
     for n in 0..options.requests {
-        for ((assoc, requests), record) in assocs.iter_mut().zip(&timed).zip(&mut records) {
+        for ((session, requests), record) in sessions.iter_mut().zip(&timed).zip(&mut records) {
             let request = requests.nth(n);
-            let query = identifier(kind, &request.value);
-            let mut found = 0u64;
             let start = Instant::now();
-            let (status, comment) = assoc.find(STUDY_ROOT_FIND, &query, |_| found += 1).await?;
+            let (found, failure) = session.query(kind, &request.value).await?;
             record
                 .latencies_ms
                 .push(start.elapsed().as_secs_f64() * 1000.0);
-            if status != 0 {
-                record.failures.push(json!({
-                    "value": request.value,
-                    "status": format!("{status:04X}"),
-                    "comment": comment,
-                }));
-            }
+            record.failures.extend(failure);
             record.matches.push(found);
             record.expected.push(request.expected);
             record.values.push(request.value);
         }
     }
-    for assoc in assocs {
-        assoc.release().await?;
+    for session in sessions {
+        session.close().await?;
     }
 
     Ok(targets
@@ -364,16 +481,30 @@ mod tests {
     #[test]
     fn target_specs() {
         let t: Target = "ward-1m=127.0.0.1:4242/WARD/1000000".parse().unwrap();
+        let Endpoint::Dimse { address, called_ae } = &t.endpoint else {
+            panic!("not DIMSE: {t:?}");
+        };
         assert_eq!(
-            (t.name.as_str(), t.address.as_str(), t.called_ae.as_str()),
+            (t.name.as_str(), address.as_str(), called_ae.as_str()),
             ("ward-1m", "127.0.0.1:4242", "WARD")
         );
         assert_eq!(t.instances, 1_000_000);
+        let t: Target = "qido=https://127.0.0.1:8443/dicom-web/100".parse().unwrap();
+        let Endpoint::Web(base) = &t.endpoint else {
+            panic!("not web: {t:?}");
+        };
+        assert_eq!((base.prefix.as_str(), t.instances), ("/dicom-web", 100));
+        assert_eq!(
+            qido_path(Kind::NamePrefix, "SMITH^J*"),
+            "/studies?PatientName=SMITH%5EJ%2A&includefield=StudyDescription"
+        );
         for bad in [
             "127.0.0.1:4242/WARD/100",
             "w=127.0.0.1:4242/WARD",
             "w=127.0.0.1:4242/WARD/100/x",
             "w=127.0.0.1:4242/WARD/many",
+            "w=https://127.0.0.1:8443/dicom-web",
+            "w=http://127.0.0.1/dicom-web/100",
         ] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }

@@ -4,8 +4,10 @@
 //!   C-FIND never reads them, and a million C-STOREs would measure ingest instead.
 //! - `files` writes the same corpus as Part 10 files (no pixel data), to load into another
 //!   archive through its own front door.
-//! - `find-latency` times study-level C-FIND queries on the corpus against any SCP and checks
-//!   every answer's match count.
+//! - `find-latency` times study-level C-FIND queries on the corpus against any SCP, or the same
+//!   queries as QIDO-RS against a DICOMweb server, and checks every answer's match count.
+//! - `upload` times STOW-RS (or Orthanc's REST `POST /instances`) uploads of a folder of
+//!   files, and `retrieve` times one WADO-RS retrieval (`bench/dicomweb`).
 //!
 //! Output is JSON on stdout; progress goes to stderr.
 
@@ -20,6 +22,7 @@ use ward_index::{Index, InsertOutcome, NewInstance, SqliteIndex};
 
 mod corpus;
 mod latency;
+mod web;
 
 use corpus::Corpus;
 
@@ -41,6 +44,30 @@ struct CorpusArgs {
     /// Seed of the corpus; the same seed and size give the same corpus.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+/// How to reach and authenticate to an HTTP server.
+#[derive(clap::Args)]
+struct HttpArgs {
+    /// PEM certificates to trust for https:// URLs (Ward's DATA/keys/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// A file holding a bearer token to send with every request.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl HttpArgs {
+    fn token(&self) -> Result<Option<String>> {
+        self.token_file
+            .as_ref()
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .map(|t| t.trim().to_owned())
+                    .with_context(|| f.display().to_string())
+            })
+            .transpose()
+    }
 }
 
 #[derive(Subcommand)]
@@ -89,6 +116,46 @@ enum Command {
         /// Seconds to wait for any one network step.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Upload every .dcm file under a folder, timed: STOW-RS in batches, or Orthanc's REST API
+    /// one instance per request; each connection sends its requests one after the other.
+    Upload {
+        /// The API root: https://HOST:PORT/dicom-web for STOW-RS, http://HOST:PORT for Orthanc.
+        #[arg(long)]
+        url: web::BaseUrl,
+        #[arg(long, value_enum, default_value = "stow")]
+        api: web::UploadApi,
+        /// Instances per STOW-RS request.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Parallel keep-alive connections, each sending its share of the files.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[command(flatten)]
+        http: HttpArgs,
+        /// The folder of Part 10 files.
+        dir: PathBuf,
+    },
+    /// One timed GET of a multipart retrieval (WADO-RS), read to its end on a new connection.
+    Retrieve {
+        /// The server: https://HOST:PORT or http://HOST:PORT.
+        #[arg(long)]
+        url: web::BaseUrl,
+        /// The path, e.g. /dicom-web/studies/S/series/SE.
+        #[arg(long)]
+        path: String,
+        #[arg(
+            long,
+            default_value = "multipart/related; type=\"application/dicom\"; transfer-syntax=*"
+        )]
+        accept: String,
+        /// Fail unless the answer holds this many parts.
+        #[arg(long)]
+        expect_parts: Option<u64>,
+        #[command(flatten)]
+        http: HttpArgs,
     },
 }
 
@@ -119,6 +186,7 @@ async fn run(cli: Cli) -> Result<()> {
             warmup,
             aet,
             timeout,
+            http,
         } => {
             let options = latency::Options {
                 calling_ae: aet,
@@ -126,12 +194,46 @@ async fn run(cli: Cli) -> Result<()> {
                 seed,
                 requests,
                 warmup,
+                token: http.token()?,
+                ca: http.ca,
             };
             let mut reports = Vec::new();
             for kind in kind {
                 reports.extend(latency::run(&targets, kind, &options).await?);
             }
             println!("{}", serde_json::to_string(&reports)?);
+            Ok(())
+        }
+        Command::Upload {
+            url,
+            api,
+            batch,
+            connections,
+            http,
+            dir,
+        } => {
+            let client = web::Client::new(url, http.ca.as_deref(), http.token()?.as_deref())?;
+            let files = web::dicom_files(&dir)?;
+            let options = web::UploadOptions {
+                api,
+                batch,
+                connections,
+            };
+            println!("{}", web::upload(&client, &files, &options).await?);
+            Ok(())
+        }
+        Command::Retrieve {
+            url,
+            path,
+            accept,
+            expect_parts,
+            http,
+        } => {
+            let client = web::Client::new(url, http.ca.as_deref(), http.token()?.as_deref())?;
+            println!(
+                "{}",
+                web::retrieve(&client, &path, &accept, expect_parts).await?
+            );
             Ok(())
         }
     }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dicom;
+pub mod http;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -88,6 +89,8 @@ pub struct WardServer {
     pub port: u16,
     /// The DIMSE over TLS port.
     pub tls_port: u16,
+    /// The HTTPS port (DICOMweb and the admin API).
+    pub https_port: u16,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -105,6 +108,7 @@ impl WardServer {
             .arg(data)
             .args(default_listener(extra, "--dicom-listen"))
             .args(default_listener(extra, "--dicom-tls-listen"))
+            .args(default_listener(extra, "--http-listen"))
             .args(extra)
             .env("WARD_LOG", "info,ward_dimse=debug")
             .stdin(Stdio::null())
@@ -118,6 +122,8 @@ impl WardServer {
         let sink = Arc::clone(&log);
         let tls_port = Arc::new(Mutex::new(0u16));
         let tls_sink = Arc::clone(&tls_port);
+        let https_port = Arc::new(Mutex::new(0u16));
+        let https_sink = Arc::clone(&https_port);
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -129,6 +135,9 @@ impl WardServer {
                 };
                 if let Some(port) = port_after("DIMSE-TLS listening on 127.0.0.1:") {
                     *tls_sink.lock().unwrap() = port;
+                }
+                if let Some(port) = port_after("HTTPS listening on 127.0.0.1:") {
+                    *https_sink.lock().unwrap() = port;
                 }
                 let port = line
                     .split("DIMSE listening on ")
@@ -157,12 +166,14 @@ impl WardServer {
             }
         };
         let tls_port = *tls_port.lock().unwrap();
+        let https_port = *https_port.lock().unwrap();
         WardServer {
             bin: bin.to_owned(),
             data: data.to_owned(),
             child,
             port,
             tls_port,
+            https_port,
             log,
         }
     }
@@ -228,6 +239,18 @@ impl WardServer {
         let data = self.data.to_str().expect("utf-8 path");
         all.extend(["--data", data]);
         ward_ok(&self.bin, &all)
+    }
+
+    /// A new API token (`ward token create NAME --role ROLE`).
+    pub fn token(&self, name: &str, role: &str) -> String {
+        self.cli(&["token", "create", name, "--role", role])
+            .trim()
+            .to_owned()
+    }
+
+    /// A client of the HTTPS port that trusts Ward's own CA.
+    pub fn web(&self) -> http::Client {
+        http::Client::new(self.https_port, &self.data.join("keys").join("ca.pem"))
     }
 }
 

@@ -5,8 +5,10 @@ mod ae_cmd;
 mod audit_cmd;
 mod data_dir;
 mod qr_cmd;
+mod scan_cmd;
 mod serve_cmd;
 mod store_cmd;
+mod token_cmd;
 mod user_cmd;
 mod verify_cmd;
 
@@ -38,10 +40,15 @@ enum Command {
         #[command(subcommand)]
         command: ae_cmd::AeCommand,
     },
-    /// Manage local users (for user identity negotiation).
+    /// Manage local users (for user identity negotiation and web logins).
     User {
         #[command(subcommand)]
         command: user_cmd::UserCommand,
+    },
+    /// Manage API tokens for machines on the web front door.
+    Token {
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
     },
     /// Read and verify the tamper-evident audit trail.
     AuditLog {
@@ -64,6 +71,9 @@ enum Command {
     Get(qr_cmd::GetArgs),
     /// Ask an SCP to send objects to another AE (C-MOVE).
     Move(qr_cmd::MoveArgs),
+    /// Check your own DICOM/DICOMweb endpoints for exposure, as an attacker's scan would
+    /// (only for systems you run or may test).
+    Audit(scan_cmd::ScanArgs),
 }
 
 #[derive(clap::Args)]
@@ -114,11 +124,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ae { command } => ae_cmd::run(command).await,
         Command::AuditLog { command } => audit_cmd::run(command).await,
         Command::User { command } => user_cmd::run(command).await,
+        Command::Token { command } => token_cmd::run(command).await,
         Command::Verify(args) => verify_cmd::verify(args).await,
         Command::Key { command } => verify_cmd::key(command).await,
         Command::Store(args) => store_cmd::run(args).await,
         Command::Find(args) => qr_cmd::find(args).await,
         Command::Get(args) => qr_cmd::get(args).await,
         Command::Move(args) => qr_cmd::move_(args).await,
+        Command::Audit(args) => scan_cmd::run(args).await,
     }
 }

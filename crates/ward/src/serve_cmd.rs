@@ -28,6 +28,12 @@ pub struct ServeArgs {
     /// Ward's AE title (default from ward.toml: WARD).
     #[arg(long)]
     ae_title: Option<AeTitle>,
+    /// HTTPS listener for DICOMweb and the admin API (default from ward.toml: 127.0.0.1:8443).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Also serve plain HTTP here; loopback addresses only (default: off).
+    #[arg(long)]
+    http_plain_listen: Option<SocketAddr>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -51,6 +57,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(aet) = args.ae_title {
         config.dicom.ae_title = aet;
     }
+    if let Some(listen) = args.http_listen {
+        config.web.listen = listen;
+    }
+    if args.http_plain_listen.is_some() {
+        config.web.plain_listen = args.http_plain_listen;
+    }
+    config.validate()?;
     init_tracing();
 
     let shutdown = shutdown_signal()?;
@@ -95,6 +108,17 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let tls = bind(config.dicom.tls_listen).await?;
     let plain_addr = plain.local_addr()?;
     let tls_addr = tls.local_addr()?;
+    let https = bind(config.web.listen).await?;
+    let https_addr = https.local_addr()?;
+    let http = match config.web.plain_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+    let jwt = load_jwt(&data, &config)?;
+    let web = web_app(&dir, &config, &ingest, jwt.clone())?;
+    let https_config = ward_auth::tls::https_server_config(&dir.server_credentials()?)
+        .context("cannot load the server certificate")?;
 
     let server = ward_dimse::Server::new(
         ward_dimse::ServerConfig {
@@ -117,15 +141,26 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
             backoff: Duration::from_secs(config.security.backoff_secs),
             max_backoff: Duration::from_secs(config.security.max_backoff_secs),
             max_matches_per_hour: config.query.max_matches_per_hour,
+            jwt,
         },
-        ingest,
+        Arc::clone(&ingest),
     );
     posture(&config, &peers, plain_addr, tls_addr);
+    info!(
+        "posture: DICOMweb and admin API over HTTPS on {https_addr} ({}); every route but /health needs a bearer token",
+        if https_addr.ip().is_loopback() {
+            "loopback only"
+        } else {
+            "reachable from the network"
+        }
+    );
     let start = AuditEvent::new(Action::ApplicationStart, Actor::default()).with_detail(
         serde_json::json!({
             "ae_title": config.dicom.ae_title.as_str(),
             "dicom_listen": plain_addr.to_string(),
             "dicom_tls_listen": tls_addr.to_string(),
+            "https_listen": https_addr.to_string(),
+            "http_listen": http_addr.map(|a| a.to_string()),
             "legacy_plain_peers": peers.iter().filter(|p| p.legacy_plain).map(|p| p.aet.as_str()).collect::<Vec<_>>(),
             "dangerous_allow_plain_dimse_beyond_loopback":
                 config.dicom.dangerous_allow_plain_dimse_beyond_loopback,
@@ -136,12 +171,46 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         .append(start)
         .await
         .context("cannot write to the audit trail")?;
+    // One shutdown signal, seen by every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let grace = Duration::from_secs(30);
+    let mut web_tasks = vec![tokio::spawn(ward_web::serve(
+        https,
+        Some(https_config),
+        web.clone(),
+        stopped(),
+        grace,
+    ))];
+    if let Some(http) = http {
+        web_tasks.push(tokio::spawn(ward_web::serve(
+            http,
+            None,
+            web,
+            stopped(),
+            grace,
+        )));
+    }
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    if let Some(addr) = http_addr {
+        warn!(address = %addr, "HTTP (plain, loopback) listening on {addr}");
+    }
+    info!(address = %https_addr, "HTTPS listening on {https_addr}");
     // The plain listener's line comes last: tools waiting for "listening" may start at once.
     info!(address = %tls_addr, "DIMSE-TLS listening on {tls_addr}");
     info!(address = %plain_addr, ae_title = %config.dicom.ae_title, "DIMSE listening on {plain_addr}");
-    server
-        .serve(Some(plain), Some(tls), shutdown, Duration::from_secs(30))
-        .await;
+    server.serve(Some(plain), Some(tls), stopped(), grace).await;
+    for task in web_tasks {
+        let _ = task.await;
+    }
     let _ = audit
         .append(AuditEvent::new(Action::ApplicationStop, Actor::default()))
         .await;
@@ -153,6 +222,45 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     running.clear()?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The web application over the same ingest path, index and audit trail as DIMSE.
+fn web_app(
+    dir: &DataDir,
+    config: &Config,
+    ingest: &Arc<ward_ingest::Ingest>,
+    jwt: Option<ward_web::Jwt>,
+) -> Result<ward_web::Router> {
+    let auth = ward_web::Auth::new(Arc::clone(ingest.index()), &config.web, jwt)
+        .map_err(anyhow::Error::msg)?;
+    let state = ward_web::WebState::new(
+        Arc::clone(ingest),
+        auth,
+        ward_web::WebPolicy::from_config(config),
+        config.query.max_matches_per_hour,
+        dir.audit_dir(),
+    );
+    Ok(ward_web::router(Arc::new(state)))
+}
+
+/// The verifier of the configured OIDC issuer's tokens (web bearer tokens and DIMSE JWT user
+/// identities), from its key set file.
+fn load_jwt(data: &std::path::Path, config: &Config) -> Result<Option<ward_web::Jwt>> {
+    let Some(oidc) = &config.web.oidc else {
+        return Ok(None);
+    };
+    let path = data.join(&oidc.jwks_file);
+    let jwks = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the key set {}", path.display()))?;
+    let mut jwt_config = ward_auth::JwtConfig::new(&oidc.issuer, &oidc.audience);
+    jwt_config.role_claim = oidc.role_claim.clone();
+    let verifier = ward_auth::JwtVerifier::new(&jwks, jwt_config)
+        .with_context(|| format!("the key set {} is not usable", path.display()))?;
+    info!(
+        keys = verifier.key_count(),
+        "posture: bearer JWTs from issuer {} accepted", oidc.issuer
+    );
+    Ok(Some(Arc::new(verifier)))
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {

@@ -92,10 +92,7 @@ pub async fn add_user(
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || ward_auth::identity::hash_password(&password))
         .await??;
-    let created_at_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let created_at_unix_ms = crate::token_cmd::unix_ms();
     index
         .user_add(&UserRecord {
             name: name.clone(),

@@ -511,3 +511,32 @@ async fn bulk_insert_is_insert_instance_with_one_commit() {
     assert_eq!(index.counts().await.unwrap(), counts(2, 2, 3, 4));
     assert_eq!(recount(&index).await, counts(2, 2, 3, 4));
 }
+
+#[tokio::test]
+async fn api_tokens_are_found_by_hash_listed_and_revoked() {
+    let (_dir, _path, index) = open_temp().await;
+    let name = ward_types::UserName::parse("pipeline").unwrap();
+    let token = crate::ApiTokenRecord {
+        name: name.clone(),
+        role: ward_types::Role::Modality,
+        token_hash: key(7),
+        created_at_unix_ms: 1,
+        expires_at_unix_ms: Some(2),
+        revoked_at_unix_ms: None,
+    };
+    index.token_add(&token).await.unwrap();
+    assert!(matches!(
+        index.token_add(&token).await,
+        Err(IndexError::AlreadyExists)
+    ));
+    assert_eq!(
+        index.token_by_hash(&key(7)).await.unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(index.token_by_hash(&key(8)).await.unwrap(), None);
+    assert!(index.token_revoke(&name, 5).await.unwrap());
+    assert!(!index.token_revoke(&name, 6).await.unwrap(), "revoked once");
+    let listed = index.token_list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at_unix_ms, Some(5));
+}
