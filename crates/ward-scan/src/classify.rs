@@ -125,12 +125,7 @@ impl fmt::Display for Rejection {
 }
 
 /// The acceptor's self-description from its A-ASSOCIATE-AC.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Implementation {
-    pub class_uid: Option<String>,
-    pub version_name: Option<String>,
-    pub max_pdu: u32,
-}
+pub use ward_dimse::PeerImplementation as Implementation;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -16,8 +16,8 @@ use ward_dimse::negotiation::{EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION};
 use ward_dimse::{ClientAssociation, ClientError, ClientOptions, Proposal};
 
 use crate::classify::{
-    ClientCertPolicy, DimseObservations, FindCounts, FindResult, Identity, Implementation, Outcome,
-    Probe, Rejection, Service, ServiceResults, Title, TitleKind, classify_dimse, classify_tls,
+    ClientCertPolicy, DimseObservations, FindCounts, FindResult, Identity, Outcome, Probe,
+    Rejection, Service, ServiceResults, Title, TitleKind, classify_dimse, classify_tls,
 };
 use crate::pace::Pacer;
 use crate::report::Finding;
@@ -212,16 +212,12 @@ impl Scanner<'_> {
             .iter()
             .filter(|r| r.result != PresentationContextResultReason::Acceptance)
             .count();
-        let peer = assoc.peer().clone();
+        let implementation = assoc.peer().clone();
         let _ = assoc.release().await;
         Ok(Outcome::Accepted {
             services,
             rejected_contexts,
-            implementation: Implementation {
-                class_uid: peer.class_uid,
-                version_name: peer.version_name,
-                max_pdu: peer.max_pdu,
-            },
+            implementation,
         })
     }
 

@@ -153,13 +153,12 @@ impl TlsClient {
             identity: self.identity.clone().filter(|_| with_identity),
             requested: AtomicBool::new(false),
         });
-        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
+        let config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(versions)
             .map_err(|e| ScanError::Setup(format!("TLS configuration: {e}")))?
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_client_cert_resolver(resolver.clone());
-        config.alpn_protocols = Vec::new();
         Ok((config, verifier, resolver))
     }
 

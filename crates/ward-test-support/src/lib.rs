@@ -6,6 +6,7 @@
 
 pub mod dicom;
 pub mod http;
+pub mod jwt;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};

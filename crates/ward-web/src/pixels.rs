@@ -374,7 +374,7 @@ fn frame_numbers(list: &str) -> Result<Vec<u32>, ApiError> {
             n.parse::<u32>()
                 .ok()
                 .filter(|&n| n >= 1)
-                .ok_or_else(|| bad("frame numbers start at 1"))
+                .ok_or_else(|| bad("frame numbers run from 1 to 4294967295"))
         })
         .collect()
 }

@@ -7,9 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ward_scan::{ScanOptions, Target};
 
-/// Check your own DICOM and DICOMweb endpoints for exposure, the way an attacker's scan
-/// would: only the targets given, at a bounded rate. For systems you run or are authorised
-/// to test; nothing else.
+// The subcommand's summary (for one's own systems only) is on `Command::Audit` in main.rs.
 #[derive(clap::Args)]
 #[command(
     after_help = "Targets: dicom://HOST:PORT, dicom+tls://HOST:PORT, http://HOST:PORT, \

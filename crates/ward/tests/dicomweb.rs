@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ward_test_support::{WardServer, data_dir_with_peers, pydicom_test_files, python_script, ward};
+use ward_test_support::{
+    WardServer, data_dir_with_peers, jwt, pydicom_test_files, python_script, ward,
+};
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
 
@@ -241,70 +241,12 @@ fn dicomweb_client_searches_retrieves_and_stores() {
     assert_eq!(stow["status"], 403);
 }
 
-/// A signing key and its JWKS, for an OIDC issuer the test plays.
-struct Issuer {
-    key: aws_lc_rs::signature::EcdsaKeyPair,
-}
-
-impl Issuer {
-    fn new() -> Issuer {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &rng,
-        )
-        .unwrap();
-        let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            pkcs8.as_ref(),
-        )
-        .unwrap();
-        Issuer { key }
-    }
-
-    fn jwks(&self) -> String {
-        use aws_lc_rs::signature::KeyPair as _;
-        let point = self.key.public_key().as_ref();
-        serde_json::json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
-            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
-        }]})
-        .to_string()
-    }
-
-    fn token(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
-        let signing_input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let signature = self.key.sign(&rng, signing_input.as_bytes()).unwrap();
-        format!("{signing_input}.{}", B64.encode(signature.as_ref()))
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn hostile_requests_get_clean_refusals_and_the_server_keeps_serving() {
     let dir = data_dir_with_peers(bin(), &[("LOADER", "127.0.0.1", "store")]);
     let data = dir.path().join("data");
-    let issuer = Issuer::new();
-    std::fs::write(data.join("issuer.jwks"), issuer.jwks()).unwrap();
-    let config = std::fs::read_to_string(data.join("ward.toml")).unwrap();
-    std::fs::write(
-        data.join("ward.toml"),
-        format!(
-            "{config}\n[web.oidc]\nissuer = \"https://idp.example\"\naudience = \"ward\"\njwks_file = \"issuer.jwks\"\n"
-        ),
-    )
-    .unwrap();
+    let issuer = jwt::Issuer::new();
+    issuer.configure(&data);
     let server = WardServer::start(bin(), &data);
     stdout(&ward(
         bin(),
@@ -365,32 +307,23 @@ fn hostile_requests_get_clean_refusals_and_the_server_keeps_serving() {
     assert_eq!(ok(&short), 401);
 
     // OIDC bearer JWTs: signature, issuer, audience, expiry; `alg: none` never.
-    let header = serde_json::json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
-    let claims = |aud: &str, exp: u64| {
-        serde_json::json!({"iss": "https://idp.example", "aud": aud, "sub": "dr.house",
-                           "exp": exp, "ward_role": "clinician"})
-    };
-    let good = issuer.token(header.clone(), claims("ward", now() + 300));
+    let good = issuer.token("dr.house", "clinician", 300);
     assert_eq!(ok(&good), 200);
-    assert_eq!(
-        ok(&issuer.token(header.clone(), claims("ward", now() - 300))),
-        401
-    );
-    assert_eq!(
-        ok(&issuer.token(header.clone(), claims("other", now() + 300))),
-        401
-    );
+    assert_eq!(ok(&issuer.token("dr.house", "clinician", -300)), 401);
+    let other_audience = jwt::claims("dr.house", "clinician", "another-service", 300);
+    assert_eq!(ok(&issuer.sign(&jwt::header(), &other_audience)), 401);
+    let claims = jwt::claims("dr.house", "clinician", jwt::AUDIENCE, 300);
     let unsigned = format!(
         "{}.{}.",
-        B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
-        B64.encode(claims("ward", now() + 300).to_string())
+        jwt::b64(br#"{"alg":"none","typ":"JWT"}"#),
+        jwt::b64(claims.to_string().as_bytes())
     );
     assert_eq!(ok(&unsigned), 401);
     let tampered = {
         let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
-        let mut escalated = claims("ward", now() + 300);
+        let mut escalated = claims.clone();
         escalated["ward_role"] = "administrator".into();
-        parts[1] = B64.encode(escalated.to_string());
+        parts[1] = jwt::b64(escalated.to_string().as_bytes());
         parts.join(".")
     };
     assert_eq!(ok(&tampered), 401);

@@ -417,3 +417,90 @@ fn user_identity_negotiation() {
         "an asserted name grants no role: {casual}"
     );
 }
+
+/// JWT user identity (PS3.7 D.3.3.7 type 5) from a configured OIDC issuer: over TLS a valid
+/// token makes its subject the user with its role; an expired or forged token, or any token
+/// over plain TCP, is refused; the token never reaches the audit trail.
+#[test]
+fn jwt_user_identity() {
+    let dir = data_dir_with_peers(bin(), &[("CASUAL", "127.0.0.1", "echo,find")]);
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    ward_ok(
+        bin(),
+        &[
+            "ae",
+            "add",
+            "READER",
+            "--host",
+            "127.0.0.1",
+            "--allow",
+            "echo,find",
+            "--identity",
+            "required",
+            "--data",
+            d,
+        ],
+    );
+    let issuer = ward_test_support::jwt::Issuer::new();
+    issuer.configure(&data);
+    let server = WardServer::start(bin(), &data);
+    let certs = tempfile::tempdir().unwrap();
+    let creds = certs.path().join("READER");
+    server.cli(&[
+        "ae",
+        "issue-cert",
+        "READER",
+        "--out",
+        creds.to_str().unwrap(),
+    ]);
+    let run = |calling: &str, tls: bool, token: &str| {
+        let port = if tls { server.tls_port } else { server.port };
+        let mut cmd = python_script("identity.py");
+        cmd.args(["127.0.0.1", &port.to_string(), calling, "WARD"]);
+        if tls {
+            cmd.arg(creds.join("ca.pem"))
+                .arg(creds.join("cert.pem"))
+                .arg(creds.join("key.pem"));
+        } else {
+            cmd.args(["-", "-", "-"]);
+        }
+        let out = cmd.args(["jwt", token, ""]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let admin = run(
+        "READER",
+        true,
+        &issuer.token("ops.lead", "administrator", 300),
+    );
+    assert!(admin.starts_with("ACCEPTED positive=True"), "{admin}");
+    assert!(
+        admin.contains("FIND 0x0 "),
+        "an administrator may enumerate: {admin}"
+    );
+    let clinician = run("READER", true, &issuer.token("dr.grey", "clinician", 300));
+    assert!(
+        clinician.contains("FIND 0x124 0"),
+        "a clinician may not: {clinician}"
+    );
+    let expired = issuer.token("dr.grey", "clinician", -300);
+    assert_eq!(run("READER", true, &expired), "REJECTED");
+    let forged = ward_test_support::jwt::Issuer::new().token("dr.grey", "administrator", 300);
+    assert_eq!(run("READER", true, &forged), "REJECTED");
+    let valid = issuer.token("dr.grey", "clinician", 300);
+    assert_eq!(
+        run("CASUAL", false, &valid),
+        "REJECTED",
+        "a token over plain TCP"
+    );
+    let trail = server.cli(&["audit-log", "show"]);
+    assert!(trail.contains("dr.grey"), "the subject is recorded");
+    assert!(
+        !trail.contains(&valid[valid.len() - 40..]),
+        "the token is not"
+    );
+    assert!(
+        !trail.contains(&forged[forged.len() - 40..]),
+        "nor a forged one"
+    );
+}
