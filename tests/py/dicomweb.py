@@ -144,9 +144,6 @@ elif command in ("frames_match", "bulkdata", "rendered_match"):
         tag = int(args[1], 16)
         metadata = client.retrieve_instance_metadata(*uids)
         uri = metadata[args[1].upper()]["BulkDataURI"]
-        # dicomweb-client sends `Host` without the port, so the URI's authority may lack it;
-        # the path is what is tested here.
-        uri = url + "/" + uri.split("/dicom-web/", 1)[1]
         parts = client.retrieve_bulkdata(uri)
         out = {
             "path": uri.split("/bulkdata/", 1)[1],

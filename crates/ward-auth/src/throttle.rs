@@ -53,10 +53,16 @@ impl<K: Eq + Hash + Clone> FailureTracker<K> {
 
     /// Whether `key` is blocked at `now`.
     pub fn blocked(&self, key: &K, now: Instant) -> bool {
+        self.blocked_for(key, now).is_some()
+    }
+
+    /// How much longer `key` stays blocked at `now`, if it is (for a `Retry-After`).
+    pub fn blocked_for(&self, key: &K, now: Instant) -> Option<Duration> {
         self.entries
             .get(key)
             .and_then(|e| e.blocked_until)
-            .is_some_and(|until| now < until)
+            .filter(|&until| now < until)
+            .map(|until| until - now)
     }
 
     /// Counts a failure; returns the trip when this failure crosses the threshold.
@@ -182,7 +188,12 @@ mod tests {
         let trip = t.failure("a", t0).unwrap();
         assert_eq!(trip.until, t0 + Duration::from_secs(10));
         assert!(t.blocked(&"a", t0 + Duration::from_secs(9)));
+        assert_eq!(
+            t.blocked_for(&"a", t0 + Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
         assert!(!t.blocked(&"a", t0 + Duration::from_secs(10)));
+        assert_eq!(t.blocked_for(&"a", t0 + Duration::from_secs(10)), None);
         assert!(!t.blocked(&"b", t0), "keys are independent");
         let t1 = t0 + Duration::from_secs(11);
         t.failure("a", t1);

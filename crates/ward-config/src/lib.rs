@@ -66,6 +66,9 @@ pub struct WebConfig {
     pub request_timeout_secs: u64,
     /// Origins allowed to call the API from a browser; none unless listed.
     pub cors_allowed_origins: Vec<String>,
+    /// The URL clients reach Ward at (`https://pacs.example.org`), when a reverse proxy stands
+    /// in front of it; absolute URIs in responses (bulk data) start with it.
+    pub public_url: Option<String>,
     /// Failed logins from one address, or for one user name, within the window that block it.
     pub failed_logins_threshold: u32,
     pub failed_login_window_secs: u64,
@@ -85,6 +88,7 @@ impl Default for WebConfig {
             max_parts: 10_000,
             request_timeout_secs: 600,
             cors_allowed_origins: Vec::new(),
+            public_url: None,
             failed_logins_threshold: 5,
             failed_login_window_secs: 300,
             login_backoff_secs: 60,

@@ -280,21 +280,24 @@ pub async fn login(
     let blocked = auth
         .logins
         .lock()
-        .map(|t| t.blocked(&ip_key, now) || t.blocked(&user_key, now))
-        .unwrap_or(true);
+        .map(|t| {
+            t.blocked_for(&ip_key, now)
+                .max(t.blocked_for(&user_key, now))
+        })
+        .unwrap_or(Some(Duration::from_secs(1)));
     let actor = Actor {
         user: Some(form.username.clone()),
         address: address.map(|a| a.to_string()),
         ..Actor::default()
     };
-    if blocked {
+    if let Some(remaining) = blocked {
         let event = AuditEvent::new(Action::LoginFailed, actor).with_outcome(Outcome::Failure {
             status: Some(429),
             reason: "locked out after repeated failures".into(),
         });
         let _ = state.ingest.audit().append(event).await;
         return Err(ApiError::TooManyRequests {
-            retry_after_secs: auth.session_ttl.as_secs().min(60),
+            retry_after_secs: remaining.as_secs().max(1),
         });
     }
     let user = match UserName::parse(&form.username) {

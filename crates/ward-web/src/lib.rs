@@ -32,6 +32,7 @@ use ward_ingest::Ingest;
 pub use auth::{Auth, Jwt, Principal, Via, new_api_token};
 pub use axum::Router;
 pub use error::ApiError;
+pub use qido::{MAX_QUERY_STRING, Search, parse_search};
 pub use serve::serve;
 
 /// Limits and policy the handlers apply.
@@ -48,6 +49,8 @@ pub struct WebPolicy {
     pub max_parts: u32,
     pub request_timeout: Duration,
     pub cors_allowed_origins: Vec<String>,
+    /// The URL clients reach Ward at, when a proxy stands in front of it.
+    pub public_url: Option<String>,
 }
 
 impl WebPolicy {
@@ -60,6 +63,7 @@ impl WebPolicy {
             max_parts: config.web.max_parts,
             request_timeout: Duration::from_secs(config.web.request_timeout_secs),
             cors_allowed_origins: config.web.cors_allowed_origins.clone(),
+            public_url: config.web.public_url.clone(),
         }
     }
 }

@@ -21,9 +21,13 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's headers (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The scheme a request arrived over, set by the listener (never read from the request).
+/// The listener a request arrived on (set by the listener, never read from the request): the
+/// scheme and port of the absolute URIs Ward writes into responses.
 #[derive(Debug, Clone, Copy)]
-pub struct Scheme(pub &'static str);
+pub struct Listener {
+    pub scheme: &'static str,
+    pub port: u16,
+}
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish for up
 /// to `grace`. With `tls`, every connection must complete a TLS handshake first.
@@ -34,6 +38,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    let port = listener.local_addr().map_or(0, |a| a.port());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -60,12 +65,22 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             match acceptor {
-                None => serve_connection(stream, peer, Scheme("http"), app, watcher).await,
+                None => {
+                    let origin = Listener {
+                        scheme: "http",
+                        port,
+                    };
+                    serve_connection(stream, peer, origin, app, watcher).await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls)) => {
-                            serve_connection(tls, peer, Scheme("https"), app, watcher).await
+                            let origin = Listener {
+                                scheme: "https",
+                                port,
+                            };
+                            serve_connection(tls, peer, origin, app, watcher).await
                         }
                         Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                         Err(_) => debug!("TLS handshake timed out"),
@@ -81,7 +96,7 @@ pub async fn serve(
 async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
-    scheme: Scheme,
+    origin: Listener,
     app: Router,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
@@ -90,7 +105,7 @@ async fn serve_connection<S>(
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            request.extensions_mut().insert(scheme);
+            request.extensions_mut().insert(origin);
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
     let connection = hyper::server::conn::http1::Builder::new()

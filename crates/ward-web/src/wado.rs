@@ -23,7 +23,7 @@ use crate::WebState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::media::{self, Syntax};
-use crate::serve::Scheme;
+use crate::serve::Listener;
 
 /// Chunks in flight between the reader task and the connection: the memory a retrieval holds
 /// is this many chunks, whatever the size of the study.
@@ -283,10 +283,17 @@ pub async fn study_metadata(
     principal: Principal,
     Path(study): Path<String>,
     headers: HeaderMap,
-    scheme: Option<Extension<Scheme>>,
+    origin: Option<Extension<Listener>>,
 ) -> Result<Response, ApiError> {
     let target = Target::parse(&study, None, None)?;
-    metadata(&state, &principal, target, &headers, scheme_of(scheme)).await
+    metadata(
+        &state,
+        &principal,
+        target,
+        &headers,
+        origin.map(|Extension(o)| o),
+    )
+    .await
 }
 
 pub async fn series_metadata(
@@ -294,10 +301,17 @@ pub async fn series_metadata(
     principal: Principal,
     Path((study, series)): Path<(String, String)>,
     headers: HeaderMap,
-    scheme: Option<Extension<Scheme>>,
+    origin: Option<Extension<Listener>>,
 ) -> Result<Response, ApiError> {
     let target = Target::parse(&study, Some(&series), None)?;
-    metadata(&state, &principal, target, &headers, scheme_of(scheme)).await
+    metadata(
+        &state,
+        &principal,
+        target,
+        &headers,
+        origin.map(|Extension(o)| o),
+    )
+    .await
 }
 
 pub async fn instance_metadata(
@@ -305,10 +319,17 @@ pub async fn instance_metadata(
     principal: Principal,
     Path((study, series, instance)): Path<(String, String, String)>,
     headers: HeaderMap,
-    scheme: Option<Extension<Scheme>>,
+    origin: Option<Extension<Listener>>,
 ) -> Result<Response, ApiError> {
     let target = Target::parse(&study, Some(&series), Some(&instance))?;
-    metadata(&state, &principal, target, &headers, scheme_of(scheme)).await
+    metadata(
+        &state,
+        &principal,
+        target,
+        &headers,
+        origin.map(|Extension(o)| o),
+    )
+    .await
 }
 
 /// The metadata of every instance, as a DICOM JSON array. Binary values over 1 KiB and the
@@ -318,14 +339,14 @@ async fn metadata(
     principal: &Principal,
     target: Target,
     headers: &HeaderMap,
-    scheme: Scheme,
+    origin: Option<Listener>,
 ) -> Result<Response, ApiError> {
     if !media::accepts(headers, media::DICOM_JSON) && !media::accepts(headers, "application/json") {
         return Err(ApiError::NotAcceptable);
     }
     let rows = instances(state, principal, &target).await?;
     record_retrieve(state, principal, &rows, "WADO-RS metadata").await?;
-    let base = base_uri(headers, scheme);
+    let base = base_uri(&state.policy, headers, origin);
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let obj = state
@@ -364,20 +385,34 @@ async fn metadata(
         .into_response())
 }
 
-/// The scheme and authority clients reached Ward at, for absolute bulk data URIs. The scheme
-/// is the listener's; the authority is the request's `Host` when it is a plain host[:port].
-fn base_uri(headers: &HeaderMap, scheme: Scheme) -> String {
+/// The scheme and authority of absolute bulk data URIs: the configured public URL when Ward
+/// sits behind a proxy; otherwise the listener's scheme and port with the host the client
+/// named (some clients leave the port out of `Host`).
+fn base_uri(policy: &crate::WebPolicy, headers: &HeaderMap, origin: Option<Listener>) -> String {
+    if let Some(public) = &policy.public_url {
+        return public.trim_end_matches('/').to_owned();
+    }
+    let origin = origin.unwrap_or(Listener {
+        scheme: "https",
+        port: 443,
+    });
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .map(host_without_port)
         .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("{}://{host}", scheme.0)
+    format!("{}://{host}:{}", origin.scheme, origin.port)
 }
 
-fn scheme_of(scheme: Option<Extension<Scheme>>) -> Scheme {
-    scheme.map_or(Scheme("https"), |Extension(s)| s)
+/// `host`, `host:port`, `[v6]` or `[v6]:port` without the port.
+fn host_without_port(authority: &str) -> &str {
+    match authority.rfind(']') {
+        Some(end) => &authority[..=end],
+        None => authority.split(':').next().unwrap_or(authority),
+    }
 }

@@ -354,3 +354,94 @@ async fn login_store_search_and_retrieve_through_the_router() {
         assert!(headers.contains_key(header::WWW_AUTHENTICATE));
     }
 }
+
+#[test]
+fn every_admin_route_is_in_the_openapi_file() {
+    let spec = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml"),
+    )
+    .unwrap();
+    for (method, path) in ROUTES.iter().filter(|(_, p)| p.starts_with("/api")) {
+        let template = match path.rsplit_once('/') {
+            Some((base, _)) if base.matches('/').count() == 2 => match base {
+                "/api/users" => "/api/users/{name}".to_owned(),
+                "/api/tokens" => "/api/tokens/{name}".to_owned(),
+                "/api/ae" => "/api/ae/{aet}".to_owned(),
+                _ => (*path).to_owned(),
+            },
+            _ => (*path).to_owned(),
+        };
+        let block = spec
+            .split(&format!("\n  {template}:\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{template} is not documented"));
+        let block = format!("\n{}", block.split("\n  /").next().unwrap());
+        assert!(
+            block.contains(&format!("\n    {}:", method.to_lowercase())),
+            "{method} {template} is not documented"
+        );
+    }
+}
+
+#[tokio::test]
+async fn administrators_manage_tokens_and_auditors_read_the_trail() {
+    let app = app(&[]).await;
+    app.user("root", Role::Administrator, "a long administrator password")
+        .await;
+    app.user("eve", Role::Auditor, "a long auditor password")
+        .await;
+    let root = app.login("root", "a long administrator password").await;
+    let eve = app.login("eve", "a long auditor password").await;
+    let create = |token: &str| {
+        Request::post("/api/tokens")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"name":"pipeline","role":"clinician"}"#))
+            .unwrap()
+    };
+    assert_eq!(app.call(create(&eve)).await.0, StatusCode::FORBIDDEN);
+    let (status, _, body) = app.call(create(&root)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let machine = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let search = "/dicom-web/studies?PatientID=NOBODY";
+    assert_eq!(app.call(get(search, &machine)).await.0, StatusCode::OK);
+    assert_eq!(
+        app.call(get(search, &eve)).await.0,
+        StatusCode::FORBIDDEN,
+        "no images"
+    );
+    let revoke = Request::delete("/api/tokens/pipeline")
+        .header(header::AUTHORIZATION, format!("Bearer {root}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.call(revoke).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.call(get(search, &machine)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (status, _, body) = app.call(get("/api/audit?limit=1000", &eve)).await;
+    assert_eq!(status, StatusCode::OK);
+    let records: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let text = records.to_string();
+    for expected in [
+        "login",
+        "registry_change",
+        "token_created",
+        "token_revoked",
+        "query",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from the trail");
+    }
+    assert!(
+        !text.contains(&machine),
+        "the token itself is never recorded"
+    );
+    assert_eq!(
+        app.call(get("/api/users", &eve)).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
