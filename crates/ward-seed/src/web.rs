@@ -462,17 +462,20 @@ impl PartCounter {
 
     fn feed(&mut self, chunk: &[u8]) {
         let n = self.finder.needle().len();
-        // The carried tail is shorter than the needle, so a match across the border is
-        // counted once, here, and never again in the chunk alone.
+        // The carried tail and the chunk's head are each shorter than the needle, so a match
+        // in `border` straddles the two: it is counted here once, never in the chunk alone.
         if !self.carry.is_empty() {
             let take = chunk.len().min(n - 1);
-            self.carry.extend_from_slice(&chunk[..take]);
-            self.delimiters += self.finder.find_iter(&self.carry).count() as u64;
+            let mut border = Vec::with_capacity(self.carry.len() + take);
+            border.extend_from_slice(&self.carry);
+            border.extend_from_slice(&chunk[..take]);
+            self.delimiters += self.finder.find_iter(&border).count() as u64;
         }
         self.delimiters += self.finder.find_iter(chunk).count() as u64;
-        let keep = chunk.len().min(n - 1);
-        self.carry.clear();
-        self.carry.extend_from_slice(&chunk[chunk.len() - keep..]);
+        // The next border needs the last n - 1 bytes seen, which may span several small chunks.
+        self.carry.extend_from_slice(chunk);
+        let excess = self.carry.len().saturating_sub(n - 1);
+        self.carry.drain(..excess);
     }
 
     /// Parts seen: every delimiter but the closing one.
