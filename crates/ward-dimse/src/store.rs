@@ -45,7 +45,7 @@ where
 async fn begin<'a, S>(
     session: &Session<'a, S>,
     request: &Request,
-) -> Result<SpoolWriter<'a>, (u16, String)>
+) -> Result<SpoolWriter, (u16, String)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -85,7 +85,7 @@ where
 async fn receive<S>(
     session: &mut Session<'_, S>,
     request: &Request,
-    mut writer: SpoolWriter<'_>,
+    mut writer: SpoolWriter,
 ) -> Result<Result<(), (u16, String)>, End>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -42,6 +42,8 @@ pub enum IngestError {
     Malformed(String),
     #[error("{0}")]
     Mismatch(&'static str),
+    #[error("the object belongs to another study than the request names")]
+    OtherStudy,
     #[error("a different object with this SOP Instance UID is already stored")]
     Duplicate,
     #[error("storage failure: {0}")]
@@ -55,7 +57,7 @@ impl IngestError {
             IngestError::UnsupportedTransferSyntax | IngestError::Malformed(_) => {
                 status::CANNOT_UNDERSTAND
             }
-            IngestError::Mismatch(_) => status::DATA_SET_MISMATCH,
+            IngestError::Mismatch(_) | IngestError::OtherStudy => status::DATA_SET_MISMATCH,
             IngestError::Duplicate => status::DUPLICATE_SOP_INSTANCE,
         }
     }
@@ -167,7 +169,10 @@ impl Ingest {
 
     /// Opens a spool file for one object and writes its Part 10 header (zero preamble and a
     /// meta group of our own making: nothing of a sender's preamble is ever kept).
-    pub async fn begin(&self, request: StoreRequest) -> Result<SpoolWriter<'_>, IngestError> {
+    pub async fn begin(
+        self: &Arc<Self>,
+        request: StoreRequest,
+    ) -> Result<SpoolWriter, IngestError> {
         if !ward_dicom::is_readable_transfer_syntax(request.transfer_syntax.as_str()) {
             return Err(IngestError::UnsupportedTransferSyntax);
         }
@@ -196,7 +201,7 @@ impl Ingest {
         let mut hasher = Sha256::new();
         hasher.update(&header);
         Ok(SpoolWriter {
-            ingest: self,
+            ingest: Arc::clone(self),
             request,
             file,
             hasher,
@@ -649,8 +654,8 @@ impl OwnerOnly for tokio::fs::OpenOptions {
 }
 
 /// One object being received. Dropping it without [`commit`](SpoolWriter::commit) discards it.
-pub struct SpoolWriter<'a> {
-    ingest: &'a Ingest,
+pub struct SpoolWriter {
+    ingest: Arc<Ingest>,
     request: StoreRequest,
     file: tokio::fs::File,
     hasher: Sha256,
@@ -659,7 +664,7 @@ pub struct SpoolWriter<'a> {
     guard: SpoolGuard,
 }
 
-impl SpoolWriter<'_> {
+impl SpoolWriter {
     /// Appends data set bytes as they arrive.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
         let limit = self.ingest.limits.max_object_bytes;
@@ -678,7 +683,7 @@ impl SpoolWriter<'_> {
 
     /// Checks the complete object and makes it durable. Only an `Ok` may be acknowledged.
     pub async fn commit(self) -> Result<Stored, IngestError> {
-        let ingest = self.ingest;
+        let ingest = Arc::clone(&self.ingest);
         let request = self.request.clone();
         let mut patient = None;
         let step = self.commit_inner(&mut patient).await;
@@ -732,7 +737,7 @@ impl SpoolWriter<'_> {
         // No fsync of the spool: the blob store seals the object into a file of its own and
         // makes that durable, so the plaintext here never needs to reach the disk.
         drop(self.file);
-        let ingest = self.ingest;
+        let ingest = Arc::clone(&self.ingest);
         let check = check_object(
             path.clone(),
             self.dataset_offset,
@@ -892,9 +897,7 @@ async fn check_object(
         .as_ref()
         .is_some_and(|study| attrs.study_instance_uid.as_ref() != Some(study))
     {
-        return Err(IngestError::Mismatch(
-            "Study Instance UID differs from the request",
-        ));
+        return Err(IngestError::OtherStudy);
     }
     if attrs.series_instance_uid.is_none() {
         return Err(IngestError::Mismatch("Series Instance UID is missing"));

@@ -20,6 +20,8 @@ use crate::{WebState, media};
 /// The most a part's head can need before its data set starts: preamble, "DICM", the group
 /// length element and the largest meta group Ward reads.
 const HEAD_LEN: usize = 128 + 4 + 12 + ward_dicom::MAX_META_GROUP_LEN as usize;
+/// Bytes gathered before each write to the spool.
+const SPOOL_WRITE: usize = 256 * 1024;
 /// Failure reason for an instance of another study than the URL's (PS3.18 Table 10.5.3-1).
 const STUDY_MISMATCH: u16 = 0xA900;
 
@@ -81,16 +83,16 @@ async fn stow(
         .size_limit(multer::SizeLimit::new().whole_stream(state.policy.max_body_bytes));
     let mut multipart =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, limits);
-    let mut results = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(e) if results.is_empty() => return refused(multipart_error(&e)).await,
+            Err(e) if parts.is_empty() => return refused(multipart_error(&e)).await,
             // Parts already stored are durable and stay reported; the rest of the body is lost.
             Err(_) => break,
         };
-        if results.len() >= state.policy.max_parts as usize {
+        if parts.len() >= state.policy.max_parts as usize {
             // The parts before stay stored (each was acknowledged to the ingest path on its
             // own); the request as a whole is refused, and says where it stopped.
             return refused(ApiError::PayloadTooLarge(format!(
@@ -103,25 +105,97 @@ async fn stow(
             .content_type()
             .is_none_or(|m| m.essence_str().eq_ignore_ascii_case("application/dicom"));
         if !dicom {
-            if results.is_empty() {
+            if parts.is_empty() {
                 return refused(ApiError::UnsupportedMediaType(
                     "only application/dicom parts are accepted",
                 ))
                 .await;
             }
-            results.push(PartResult::Failed {
+            parts.push(Part::Done(PartResult::Failed {
                 class: None,
                 instance: None,
                 reason: 0xC000,
-            });
+            }));
             continue;
         }
-        results.push(store_part(state, principal, study.as_ref(), field).await);
+        parts.push(receive_part(state, principal, study.as_ref(), field).await);
+        settle_beyond(&mut parts, MAX_COMMITS_IN_FLIGHT).await;
     }
-    if results.is_empty() {
+    if parts.is_empty() {
         return refused(ApiError::BadRequest("the body holds no part".into())).await;
     }
+    settle_beyond(&mut parts, 0).await;
+    let results: Vec<PartResult> = parts
+        .into_iter()
+        .filter_map(|p| match p {
+            Part::Done(result) => Some(result),
+            Part::Committing { .. } => None,
+        })
+        .collect();
     Ok(answer(&results, study.as_ref()))
+}
+
+/// Commits (checks, sealing, fsyncs, index row, audit record) run while the next parts are
+/// read, at most this many at once: the answer waits for all of them anyway, and a body of
+/// many small objects would otherwise be as slow as one object at a time.
+const MAX_COMMITS_IN_FLIGHT: usize = 4;
+
+/// A part received: its result, or its commit still running.
+enum Part {
+    Done(PartResult),
+    Committing {
+        class: Uid,
+        instance: Uid,
+        task: tokio::task::JoinHandle<Result<Stored, IngestError>>,
+    },
+}
+
+/// Waits for the oldest commits until at most `limit` are running.
+async fn settle_beyond(parts: &mut [Part], limit: usize) {
+    let running = parts
+        .iter()
+        .filter(|p| matches!(p, Part::Committing { .. }))
+        .count();
+    let excess = running.saturating_sub(limit);
+    for part in parts
+        .iter_mut()
+        .filter(|p| matches!(p, Part::Committing { .. }))
+        .take(excess)
+    {
+        if let Part::Committing {
+            class,
+            instance,
+            task,
+        } = part
+        {
+            let result = match task.await {
+                Ok(Ok(Stored::New { .. } | Stored::AlreadyStored { .. })) => PartResult::Stored {
+                    class: class.clone(),
+                    instance: instance.clone(),
+                },
+                Ok(Err(e)) => PartResult::Failed {
+                    class: Some(class.clone()),
+                    instance: Some(instance.clone()),
+                    reason: failure_reason(&e),
+                },
+                Err(_) => PartResult::Failed {
+                    class: Some(class.clone()),
+                    instance: Some(instance.clone()),
+                    reason: 0xA700,
+                },
+            };
+            *part = Part::Done(result);
+        }
+    }
+}
+
+/// The PS3.18 failure reason for an ingest error: the DIMSE status, but A900 for an object of
+/// another study than the URL's (Table 10.5.3-1).
+fn failure_reason(e: &IngestError) -> u16 {
+    match e {
+        IngestError::OtherStudy => STUDY_MISMATCH,
+        other => other.status(),
+    }
 }
 
 fn multipart_error(e: &multer::Error) -> ApiError {
@@ -134,13 +208,14 @@ fn multipart_error(e: &multer::Error) -> ApiError {
 }
 
 /// Streams one part into the ingest path: its head is buffered until the meta group is read
-/// (a few KiB at most), then every chunk goes to the spool as it arrives.
-async fn store_part(
+/// (a few KiB at most), then every chunk goes to the spool as it arrives; the commit is started
+/// and left running.
+async fn receive_part(
     state: &WebState,
     principal: &Principal,
     study: Option<&Uid>,
     mut field: multer::Field<'_>,
-) -> PartResult {
+) -> Part {
     let malformed = PartResult::Failed {
         class: None,
         instance: None,
@@ -155,18 +230,20 @@ async fn store_part(
                 ended = true;
                 break;
             }
-            Err(_) => return malformed,
+            Err(_) => return Part::Done(malformed),
         }
     }
     let known_len = if ended { head.len() as u64 } else { u64::MAX };
     let Ok(info) = ward_dicom::read_part10_info_from(&head[..], known_len) else {
-        return malformed;
+        return Part::Done(malformed);
     };
     let (class, instance) = (info.sop_class_uid.clone(), info.sop_instance_uid.clone());
-    let failed = |reason| PartResult::Failed {
-        class: Some(class.clone()),
-        instance: Some(instance.clone()),
-        reason,
+    let failed = |reason| {
+        Part::Done(PartResult::Failed {
+            class: Some(class.clone()),
+            instance: Some(instance.clone()),
+            reason,
+        })
     };
     let request = StoreRequest {
         sop_class: info.sop_class_uid,
@@ -182,27 +259,35 @@ async fn store_part(
     };
     let offset = usize::try_from(info.dataset_offset).unwrap_or(usize::MAX);
     if let Err(e) = writer.write(head.get(offset..).unwrap_or_default()).await {
-        return failed(e.status());
+        return failed(failure_reason(&e));
     }
+    // The body arrives in chunks of a few KiB; the spool is written in larger pieces, since each
+    // write is a hand-over to the blocking pool.
+    let mut pending = Vec::with_capacity(SPOOL_WRITE);
     loop {
         match field.chunk().await {
             Ok(Some(chunk)) => {
-                if let Err(e) = writer.write(&chunk).await {
-                    return failed(e.status());
+                pending.extend_from_slice(&chunk);
+                if pending.len() >= SPOOL_WRITE {
+                    if let Err(e) = writer.write(&pending).await {
+                        return failed(failure_reason(&e));
+                    }
+                    pending.clear();
                 }
             }
             Ok(None) => break,
             Err(_) => return failed(0xC000),
         }
     }
-    match writer.commit().await {
-        Ok(Stored::New { .. } | Stored::AlreadyStored { .. }) => {
-            PartResult::Stored { class, instance }
-        }
-        Err(IngestError::Mismatch(m)) if m.contains("Study Instance UID differs") => {
-            failed(STUDY_MISMATCH)
-        }
-        Err(e) => failed(e.status()),
+    if let Err(e) = writer.write(&pending).await {
+        return failed(failure_reason(&e));
+    }
+    // A task of its own: it finishes (stored and recorded, or refused) even if the client goes
+    // away before the answer.
+    Part::Committing {
+        class,
+        instance,
+        task: tokio::spawn(writer.commit()),
     }
 }
 

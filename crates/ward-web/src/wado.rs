@@ -26,9 +26,11 @@ use crate::media::{self, Syntax};
 use crate::serve::Listener;
 
 /// Chunks in flight between the reader task and the connection: the memory a retrieval holds
-/// is this many chunks, whatever the size of the study.
-const CHANNEL_CHUNKS: usize = 8;
-const CHUNK: usize = 64 * 1024;
+/// is this many chunks (1 MiB), whatever the size of the study. Chunks are filled to their size
+/// from the store's 64 KiB sealed blocks, so that each hand-over between tasks carries enough
+/// to be worth it.
+const CHANNEL_CHUNKS: usize = 4;
+const CHUNK: usize = 256 * 1024;
 
 /// The entity a WADO-RS path names.
 pub(crate) struct Target {
@@ -265,13 +267,21 @@ async fn send_instance(
                 .await
                 .map_err(|e| e.to_string())?;
             loop {
-                let mut chunk = vec![0u8; CHUNK];
-                let n = reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
-                if n == 0 {
+                let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
+                while chunk.len() < CHUNK {
+                    if reader
+                        .read_buf(&mut chunk)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        == 0
+                    {
+                        break;
+                    }
+                }
+                if chunk.is_empty() {
                     break;
                 }
-                chunk.truncate(n);
-                tx.send(Ok(Bytes::from(chunk))).await.map_err(closed)?;
+                tx.send(Ok(chunk.freeze())).await.map_err(closed)?;
             }
         }
     }
