@@ -1,5 +1,6 @@
-//! `kill -9` in the middle of concurrent transfers: after a restart every object a real client
-//! saw acknowledged is in the archive, byte for byte, and nothing unacknowledged lingers.
+//! `kill -9` in the middle of concurrent transfers, C-STORE and STOW-RS together: after a
+//! restart every object a real client saw acknowledged is in the archive, byte for byte,
+//! nothing unacknowledged lingers, and `ward verify` finds nothing wrong.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,13 +19,34 @@ use ward_test_support::{
 };
 
 const WARD: &str = env!("CARGO_BIN_EXE_ward");
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 20;
 const CLIENTS: usize = 2;
 const FILES_PER_CLIENT: usize = 40;
 
 struct Client {
-    child: Child,
+    child: Courier,
     acked: Arc<Mutex<Vec<String>>>,
+}
+
+/// What carries a client's transfers: a pynetdicom process, or a thread of this test.
+enum Courier {
+    Process(Child),
+    Thread(Option<std::thread::JoinHandle<()>>),
+}
+
+impl Courier {
+    fn wait(&mut self) {
+        match self {
+            Courier::Process(child) => {
+                let _ = child.wait();
+            }
+            Courier::Thread(handle) => {
+                if let Some(handle) = handle.take() {
+                    let _ = handle.join();
+                }
+            }
+        }
+    }
 }
 
 fn start_client(server: &WardServer, files: &[PathBuf]) -> Client {
@@ -45,7 +67,45 @@ fn start_client(server: &WardServer, files: &[PathBuf]) -> Client {
             }
         }
     });
-    Client { child, acked }
+    Client {
+        child: Courier::Process(child),
+        acked,
+    }
+}
+
+/// STOW-RS, one object per request, on its own thread: what a 200 acknowledged.
+fn start_stow(server: &WardServer, token: &str, files: Vec<(String, PathBuf)>) -> Client {
+    let web = server.web();
+    let bearer = format!("Bearer {token}");
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&acked);
+    let handle = std::thread::spawn(move || {
+        for (uid, path) in files {
+            let mut body = b"--crash\r\nContent-Type: application/dicom\r\n\r\n".to_vec();
+            body.extend_from_slice(&std::fs::read(path).unwrap());
+            body.extend_from_slice(b"\r\n--crash--\r\n");
+            let response = web.send(
+                "POST",
+                "/dicom-web/studies",
+                &[
+                    ("Authorization", &bearer),
+                    (
+                        "Content-Type",
+                        "multipart/related; type=\"application/dicom\"; boundary=crash",
+                    ),
+                ],
+                &body,
+            );
+            if response.status != 200 {
+                return;
+            }
+            sink.lock().unwrap().push(uid);
+        }
+    });
+    Client {
+        child: Courier::Thread(Some(handle)),
+        acked,
+    }
 }
 
 #[test]
@@ -59,8 +119,13 @@ fn acknowledged_objects_survive_kill_9() {
     let mut sent: HashMap<String, PathBuf> = HashMap::new();
     let mut all_acked: Vec<String> = Vec::new();
 
+    let mut token = String::new();
+    let mut stow_acked = 0;
     for round in 0..ROUNDS {
         let server = WardServer::start(bin, &data);
+        if token.is_empty() {
+            token = server.token("crash-stow", "modality");
+        }
         if round > 0 {
             assert!(
                 server.log().contains("recovered after an unclean stop"),
@@ -83,6 +148,19 @@ fn acknowledged_objects_survive_kill_9() {
             }
             clients.push(start_client(&server, &files));
         }
+        let mut base = Synthetic::ct();
+        base.rows = 256;
+        base.columns = 256;
+        let stowed = (0..FILES_PER_CLIENT)
+            .map(|i| {
+                let obj = base.next_in_series();
+                let path = files_dir.path().join(format!("r{round}stow{i}.dcm"));
+                obj.write_part10(&path, None);
+                sent.insert(obj.sop_instance.clone(), path.clone());
+                (obj.sop_instance, path)
+            })
+            .collect();
+        clients.push(start_stow(&server, &token, stowed));
         // Kill once the clients are well into their transfers.
         let target = rng.random_range(3..FILES_PER_CLIENT * CLIENTS - 10);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -102,14 +180,25 @@ fn acknowledged_objects_survive_kill_9() {
         std::thread::sleep(Duration::from_millis(rng.random_range(0..30)));
         server.kill9();
         for mut c in clients {
-            let _ = c.child.wait();
-            all_acked.extend(c.acked.lock().unwrap().iter().cloned());
+            c.child.wait();
+            let acked = c.acked.lock().unwrap();
+            if matches!(c.child, Courier::Thread(_)) {
+                stow_acked += acked.len();
+            }
+            all_acked.extend(acked.iter().cloned());
         }
     }
 
     // Restart once more, let recovery run, stop cleanly, then inspect the archive.
     let server = WardServer::start(bin, &data);
     assert!(server.stop().success());
+    let verify = ward_test_support::ward(bin, &["verify", "--data", data.to_str().unwrap()]);
+    assert!(
+        verify.status.success(),
+        "ward verify after {ROUNDS} kills:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let index = ward_index::SqliteIndex::open(&data.join("index.sqlite"), false)
@@ -139,8 +228,9 @@ fn acknowledged_objects_survive_kill_9() {
         index.close().await;
     });
     assert_eq!(count_files(&data.join("spool")), 0, "spool left behind");
+    assert!(stow_acked > 0, "no STOW-RS request was acknowledged before a kill");
     println!(
-        "{ROUNDS} rounds: {} acknowledged objects verified after kill -9",
+        "{ROUNDS} rounds: {} acknowledged objects ({stow_acked} by STOW-RS) verified after kill -9",
         all_acked.len()
     );
 }
