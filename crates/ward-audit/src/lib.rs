@@ -36,6 +36,7 @@ mod files;
 mod log;
 mod read;
 mod record;
+mod syslog;
 mod time;
 mod verify;
 
@@ -49,6 +50,7 @@ pub use event::{Action, Actor, AuditEvent, Outcome, detail_keys};
 pub use log::{AuditLog, AuditOptions, AuditStats, OpenWarning};
 pub use read::{Records, read};
 pub use record::{AuditRecord, MAX_EVENT_BYTES};
+pub use syslog::{SyslogTarget, export as export_to_syslog};
 pub use time::rfc3339_utc;
 pub use verify::{Problem, ProblemKind, VerifyReport, verify};
 

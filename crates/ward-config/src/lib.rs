@@ -46,6 +46,34 @@ pub struct Config {
     pub security: SecurityConfig,
     #[serde(default)]
     pub web: WebConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// What happens to the audit trail beyond the data directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Export every record as a DICOM audit message over syslog on TLS (RFC 5425).
+    pub syslog: Option<SyslogConfig>,
+}
+
+/// A syslog collector reached over TLS. Paths are absolute or relative to the data directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `host:port` of the collector (6514 is the registered port).
+    pub address: String,
+    /// The CA certificates (PEM) the collector's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// The name the collector's certificate must carry; the host of `address` by default.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// A client certificate and key (PEM), for collectors that authenticate their senders.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// The web front door: DICOMweb and the admin API.
@@ -229,6 +257,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             security: SecurityConfig::default(),
             web: WebConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

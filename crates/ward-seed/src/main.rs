@@ -8,6 +8,9 @@
 //!   queries as QIDO-RS against a DICOMweb server, and checks every answer's match count.
 //! - `upload` times STOW-RS (or Orthanc's REST `POST /instances`) uploads of a folder of
 //!   files, and `retrieve` times one WADO-RS retrieval (`bench/dicomweb`).
+//! - `soak` runs a bounded load against a running Ward (concurrent associations storing and
+//!   querying, HTTP clients storing, querying and retrieving) and reports throughput,
+//!   latencies, errors and Ward's memory and descriptors over time (`bench/soak`).
 //!
 //! Output is JSON on stdout; progress goes to stderr.
 
@@ -22,6 +25,8 @@ use ward_index::{Index, InsertOutcome, NewInstance, SqliteIndex};
 
 mod corpus;
 mod latency;
+mod soak;
+mod stats;
 mod web;
 
 use corpus::Corpus;
@@ -157,6 +162,57 @@ enum Command {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Load a running Ward for a set time: associations looping C-STORE and C-FIND, HTTP
+    /// clients looping STOW-RS, QIDO-RS and WADO-RS; every answer checked. Prints a table per
+    /// interval to stderr and the report as JSON to stdout; fails on any error or on growth of
+    /// Ward's RSS or open descriptors after warm-up.
+    Soak {
+        /// Ward's process id: its RSS and open descriptors are sampled from /proc.
+        #[arg(long)]
+        pid: u32,
+        /// Ward's plain DIMSE listener, HOST:PORT.
+        #[arg(long)]
+        dimse: String,
+        #[arg(long, default_value = "WARD")]
+        called_ae: String,
+        /// Calling AE title, repeatable; the associations use them in turn. Each must be
+        /// registered with Ward, allowed store and find.
+        #[arg(long = "aet", default_value = "SOAK")]
+        aets: Vec<String>,
+        /// Concurrent DIMSE associations.
+        #[arg(long, default_value_t = 64)]
+        associations: usize,
+        /// Store-and-find rounds before an association is released and another opened (0: keep
+        /// each association for the whole run).
+        #[arg(long, default_value_t = 50)]
+        rounds_per_association: u64,
+        /// The DICOMweb root, e.g. https://127.0.0.1:8443/dicom-web; no HTTP clients without it.
+        #[arg(long)]
+        url: Option<web::BaseUrl>,
+        /// Concurrent HTTP clients, each on its own keep-alive connection.
+        #[arg(long, default_value_t = 4)]
+        http_clients: usize,
+        #[command(flatten)]
+        http: HttpArgs,
+        /// Length of the run, seconds.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Seconds at the start whose RSS and descriptors are not judged (caches fill).
+        #[arg(long, default_value_t = 60)]
+        warmup: u64,
+        /// Seconds between two rows of figures.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Smallest image, KiB of pixel data.
+        #[arg(long, default_value_t = 64)]
+        min_kib: u32,
+        /// Largest image, KiB of pixel data.
+        #[arg(long, default_value_t = 256)]
+        max_kib: u32,
+        /// Seconds any one operation may take before it counts as failed.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
 }
 
 #[tokio::main]
@@ -234,6 +290,49 @@ async fn run(cli: Cli) -> Result<()> {
                 "{}",
                 web::retrieve(&client, &path, &accept, expect_parts).await?
             );
+            Ok(())
+        }
+        Command::Soak {
+            pid,
+            dimse,
+            called_ae,
+            aets,
+            associations,
+            rounds_per_association,
+            url,
+            http_clients,
+            http,
+            seconds,
+            warmup,
+            interval,
+            min_kib,
+            max_kib,
+            timeout,
+        } => {
+            let web = url
+                .map(|u| web::Client::new(u, http.ca.as_deref(), http.token()?.as_deref()))
+                .transpose()?;
+            let options = soak::Options {
+                dimse,
+                called_ae,
+                calling_aes: aets,
+                associations,
+                rounds_per_association,
+                web,
+                http_clients,
+                pid,
+                duration: Duration::from_secs(seconds),
+                warmup: Duration::from_secs(warmup),
+                interval: Duration::from_secs(interval),
+                min_kib,
+                max_kib,
+                timeout: Duration::from_secs(timeout),
+            };
+            let (report, passed) = soak::run(options).await?;
+            println!("{report}");
+            if !passed {
+                bail!("the soak failed: errors, or growth after warm-up (see the summary)");
+            }
             Ok(())
         }
     }

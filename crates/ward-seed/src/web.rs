@@ -148,6 +148,7 @@ pub struct Connection {
 /// A response, its body read.
 pub struct Answer {
     pub status: StatusCode,
+    pub content_type: Option<String>,
     pub body: Bytes,
 }
 
@@ -184,8 +185,13 @@ impl Connection {
         self.sender.ready().await.context("connection closed")?;
         let response = self.sender.send_request(request).await?;
         let status = response.status();
+        let content_type = content_type(response.headers());
         let body = response.into_body().collect().await?.to_bytes();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
     }
 
     /// Sends a GET; the caller reads the body frame by frame.
@@ -211,7 +217,7 @@ fn content_type(headers: &hyper::HeaderMap) -> Option<String> {
 }
 
 /// The `boundary` parameter of a multipart content type.
-fn boundary_of(content_type: &str) -> Option<String> {
+pub fn boundary_of(content_type: &str) -> Option<String> {
     content_type.split(';').skip(1).find_map(|param| {
         let (name, value) = param.trim().split_once('=')?;
         name.trim()
@@ -261,7 +267,7 @@ pub struct UploadOptions {
     pub connections: usize,
 }
 
-const STOW_BOUNDARY: &str = "ward-bench-8d3f0c1a7e5b4f29";
+pub const STOW_BOUNDARY: &str = "ward-bench-8d3f0c1a7e5b4f29";
 
 /// The Part 10 files under `dir` (recursively), sorted by path.
 pub fn dicom_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -291,7 +297,7 @@ struct Upload {
     instances: usize,
 }
 
-fn stow_body(files: &[Bytes]) -> Bytes {
+pub fn stow_body(files: &[Bytes]) -> Bytes {
     let mut body = Vec::with_capacity(files.iter().map(|f| f.len() + 128).sum::<usize>() + 64);
     for file in files {
         body.extend_from_slice(
@@ -305,7 +311,7 @@ fn stow_body(files: &[Bytes]) -> Bytes {
 }
 
 /// Checks an upload's answer; the number of instances the server says it stored.
-fn stored_by(api: UploadApi, answer: &Answer) -> Result<usize> {
+pub fn stored_by(api: UploadApi, answer: &Answer) -> Result<usize> {
     let text = || String::from_utf8_lossy(&answer.body[..answer.body.len().min(2000)]).into_owned();
     if answer.status != StatusCode::OK {
         bail!("HTTP {}: {}", answer.status, text());
@@ -444,14 +450,14 @@ pub async fn upload(client: &Client, files: &[PathBuf], options: &UploadOptions)
 
 /// Counts the parts of a multipart body as it streams past: occurrences of `--boundary`
 /// (the closing delimiter included) across chunk borders.
-struct PartCounter {
+pub struct PartCounter {
     finder: memchr::memmem::Finder<'static>,
     carry: Vec<u8>,
     delimiters: u64,
 }
 
 impl PartCounter {
-    fn new(boundary: &str) -> PartCounter {
+    pub fn new(boundary: &str) -> PartCounter {
         let needle = format!("--{boundary}").into_bytes();
         PartCounter {
             finder: memchr::memmem::Finder::new(&needle).into_owned(),
@@ -460,7 +466,7 @@ impl PartCounter {
         }
     }
 
-    fn feed(&mut self, chunk: &[u8]) {
+    pub fn feed(&mut self, chunk: &[u8]) {
         let n = self.finder.needle().len();
         // The carried tail and the chunk's head are each shorter than the needle, so a match
         // in `border` straddles the two: it is counted here once, never in the chunk alone.
@@ -479,7 +485,7 @@ impl PartCounter {
     }
 
     /// Parts seen: every delimiter but the closing one.
-    fn parts(&self) -> u64 {
+    pub fn parts(&self) -> u64 {
         self.delimiters.saturating_sub(1)
     }
 }

@@ -89,8 +89,17 @@ async fn stow(
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(e) if parts.is_empty() => return refused(multipart_error(&e)).await,
-            // Parts already stored are durable and stay reported; the rest of the body is lost.
-            Err(_) => break,
+            // Parts already stored are durable and stay reported; the rest of the body is lost,
+            // and the answer says so (a failed entry without UIDs): a body cut short or over
+            // the limit between two parts is never answered as wholly stored.
+            Err(e) => {
+                parts.push(Part::Done(PartResult::Failed {
+                    class: None,
+                    instance: None,
+                    reason: unread_rest_reason(&e),
+                }));
+                break;
+            }
         };
         if parts.len() >= state.policy.max_parts as usize {
             // The parts before stay stored (each was acknowledged to the ingest path on its
@@ -195,6 +204,17 @@ fn failure_reason(e: &IngestError) -> u16 {
     match e {
         IngestError::OtherStudy => STUDY_MISMATCH,
         other => other.status(),
+    }
+}
+
+/// The failure reason listed for the unread rest of a body: out of resources when it was over
+/// the size limit, cannot understand otherwise.
+fn unread_rest_reason(e: &multer::Error) -> u16 {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            0xA700
+        }
+        _ => 0xC000,
     }
 }
 

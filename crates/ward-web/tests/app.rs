@@ -240,6 +240,45 @@ fn part10(object: &Synthetic) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// A body cut short between two parts: the part before the cut is stored and listed, and the
+/// unread rest is listed as a failure, so the answer is 202, never 200 ("every instance
+/// stored").
+#[tokio::test]
+async fn a_body_cut_between_parts_is_not_answered_as_wholly_stored() {
+    let app = app(&[]).await;
+    app.user("tech", Role::Modality, "a long modality password")
+        .await;
+    let tech = app.login("tech", "a long modality password").await;
+    let object = Synthetic::ct();
+    let mut body = multipart(&[part10(&object)]);
+    body.truncate(body.len() - b"\r\n--XyZ--\r\n".len());
+    body.extend_from_slice(b"\r\n--XyZ\r\nContent-Ty");
+    let request = Request::post("/dicom-web/studies")
+        .header(header::AUTHORIZATION, format!("Bearer {tech}"))
+        .header(
+            header::CONTENT_TYPE,
+            "multipart/related; type=\"application/dicom\"; boundary=XyZ",
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, body) = app.call(request).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        answer["00081199"]["Value"][0]["00081155"]["Value"][0],
+        object.sop_instance
+    );
+    let failed = answer["00081198"]["Value"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["00081197"]["Value"][0], 0xC000);
+    assert!(failed[0].get("00081155").is_none());
+}
+
 #[tokio::test]
 async fn login_store_search_and_retrieve_through_the_router() {
     let app = app(&[]).await;

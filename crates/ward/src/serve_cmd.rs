@@ -200,6 +200,25 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    // The exporter stops after the trail is closed, so that the last records go too.
+    let (export_stop, export_stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporter = match &config.audit.syslog {
+        Some(syslog) => {
+            let target = syslog_target(&data, syslog, &config)?;
+            info!(
+                "posture: audit messages exported to syslog over TLS at {}",
+                syslog.address
+            );
+            Some(tokio::spawn(ward_audit::export_to_syslog(
+                dir.audit_dir(),
+                target,
+                async move {
+                    let _ = export_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     if let Some(addr) = http_addr {
         warn!(address = %addr, "HTTP (plain, loopback) listening on {addr}");
     }
@@ -218,6 +237,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         .close()
         .await
         .context("cannot close the audit trail")?;
+    // The exporter delivers what the trail holds at close, for up to ten seconds.
+    let _ = export_stop.send(());
+    if let Some(exporter) = exporter {
+        let _ = exporter.await;
+    }
     index.close().await;
     running.clear()?;
     info!("stopped");
@@ -241,6 +265,65 @@ fn web_app(
         dir.audit_dir(),
     );
     Ok(ward_web::router(Arc::new(state)))
+}
+
+/// The syslog collector of `[audit.syslog]`, with a TLS client configuration that trusts only
+/// its CA file.
+fn syslog_target(
+    data: &std::path::Path,
+    syslog: &ward_config::SyslogConfig,
+    config: &Config,
+) -> Result<ward_audit::SyslogTarget> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = data.join(&syslog.ca_file);
+    for cert in CertificateDer::pem_file_iter(&ca)
+        .with_context(|| format!("cannot read {}", ca.display()))?
+    {
+        roots
+            .add(cert.with_context(|| format!("{} is not PEM", ca.display()))?)
+            .with_context(|| format!("{} holds an unusable certificate", ca.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    .with_root_certificates(roots);
+    let tls = match (&syslog.client_cert_file, &syslog.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(data.join(cert))
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("cannot read {}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(data.join(key))
+                .with_context(|| format!("cannot read {}", key.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => bail!("audit.syslog needs both client_cert_file and client_key_file, or neither"),
+    };
+    let host = syslog
+        .server_name
+        .clone()
+        .or_else(|| {
+            syslog
+                .address
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+        })
+        .unwrap_or_default();
+    let server_name = ServerName::try_from(host.clone())
+        .with_context(|| format!("audit.syslog: {host:?} is not a host name or address"))?;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    Ok(ward_audit::SyslogTarget {
+        address: syslog.address.clone(),
+        server_name,
+        tls: Arc::new(tls),
+        source_id: config.dicom.ae_title.as_str().to_owned(),
+        hostname,
+    })
 }
 
 /// The verifier of the configured OIDC issuer's tokens (web bearer tokens and DIMSE JWT user

@@ -198,3 +198,112 @@ fn tampering_is_detected() {
         assert!(report.contains("problem"), "{name}: {report}");
     }
 }
+
+/// rsyslog (with its GnuTLS driver) as the collector of RFC 5425 syslog over TLS: every record
+/// reaches it as a DICOM audit message, the store with its SOP Instance UID among them, and the
+/// exporter resumes after a restart without resending what was delivered.
+#[test]
+fn audit_messages_reach_an_rsyslog_collector_over_tls() {
+    let dir = data_dir_with_peers(bin(), &[("MODALITY", "127.0.0.1", "store")]);
+    let data = dir.path().join("data");
+    let collector = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let keys = data.join("keys");
+    let received = collector.path().join("received.log");
+    let conf = collector.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{work}"
+       DefaultNetstreamDriver="gtls"
+       DefaultNetstreamDriverCAFile="{ca}"
+       DefaultNetstreamDriverCertFile="{cert}"
+       DefaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+input(type="imtcp" port="{port}" address="127.0.0.1")
+*.* action(type="omfile" file="{out}" template="RSYSLOG_SyslogProtocol23Format")
+"#,
+            work = collector.path().display(),
+            ca = keys.join("ca.pem").display(),
+            cert = keys.join("server.pem").display(),
+            key = keys.join("server-key.pem").display(),
+            out = received.display(),
+        ),
+    )
+    .unwrap();
+    let mut rsyslogd = std::process::Command::new("rsyslogd")
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .arg("-i")
+        .arg(collector.path().join("rsyslogd.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rsyslogd runs (Debian packages rsyslog, rsyslog-gnutls)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsyslogd did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let config = std::fs::read_to_string(data.join("ward.toml")).unwrap();
+    std::fs::write(
+        data.join("ward.toml"),
+        format!(
+            "{config}\n[audit.syslog]\naddress = \"127.0.0.1:{port}\"\nca_file = \"keys/ca.pem\"\nserver_name = \"localhost\"\n"
+        ),
+    )
+    .unwrap();
+
+    let server = WardServer::start(bin(), &data);
+    assert!(
+        server.log().contains("exported to syslog over TLS"),
+        "{}",
+        server.log()
+    );
+    let files = tempfile::tempdir().unwrap();
+    let obj = Synthetic::ct();
+    obj.write_part10(&files.path().join("ct.dcm"), None);
+    ward_ok(
+        bin(),
+        &[
+            "store",
+            &server.addr(),
+            files.path().to_str().unwrap(),
+            "--aet",
+            "MODALITY",
+        ],
+    );
+    let delivered = |what: &str| {
+        std::fs::read_to_string(&received)
+            .unwrap_or_default()
+            .matches(what)
+            .count()
+    };
+    while delivered(&obj.sop_instance) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline + std::time::Duration::from_secs(20),
+            "the store's audit message did not arrive:\n{}",
+            std::fs::read_to_string(&received).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(server.stop().success());
+    let text = std::fs::read_to_string(&received).unwrap();
+    assert!(text.contains("DICOM+RFC3881"), "{text}");
+    assert!(text.contains("<AuditMessage"), "{text}");
+    assert!(text.contains("Application Start"), "{text}");
+
+    // A restart resumes after what was delivered: the store is not sent twice.
+    let server = WardServer::start(bin(), &data);
+    assert!(server.stop().success());
+    assert_eq!(delivered(&obj.sop_instance), 1, "sent once");
+    let _ = rsyslogd.kill();
+    let _ = rsyslogd.wait();
+}
