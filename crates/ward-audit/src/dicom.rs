@@ -117,6 +117,9 @@ fn mapping(action: Action, detail: &Value, actor_known: bool) -> Mapping {
             plain(SECURITY_ALERT, Some(named.unwrap_or(default)), "E")
         }
         Action::AuditRead => plain(AUDIT_LOG_USED, None, "R"),
+        // Who may connect and as whom is security configuration; reading it is recorded as
+        // such, with the Read action code.
+        Action::AdminRead => plain(SECURITY_ALERT, Some(SECURITY_CONFIGURATION), "R"),
     }
 }
 

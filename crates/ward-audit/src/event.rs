@@ -56,6 +56,8 @@ pub enum Action {
     RegistryChange,
     SecurityAlert,
     AuditRead,
+    /// A read of users, tokens, the AE registry or statistics through the admin API.
+    AdminRead,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

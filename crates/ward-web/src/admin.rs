@@ -54,6 +54,13 @@ async fn stats(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     admin(&principal)?;
+    record(
+        &state,
+        &principal,
+        Action::AdminRead,
+        json!({ "read": "stats" }),
+    )
+    .await?;
     let counts = state.ingest.index().counts().await?;
     let audit = state.ingest.audit().stats();
     Ok(Json(json!({
@@ -70,6 +77,13 @@ async fn list_users(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     admin(&principal)?;
+    record(
+        &state,
+        &principal,
+        Action::AdminRead,
+        json!({ "read": "users" }),
+    )
+    .await?;
     let users = state.ingest.index().user_list().await?;
     Ok(Json(Value::Array(
         users
@@ -157,6 +171,13 @@ async fn list_tokens(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     admin(&principal)?;
+    record(
+        &state,
+        &principal,
+        Action::AdminRead,
+        json!({ "read": "tokens" }),
+    )
+    .await?;
     let tokens = state.ingest.index().token_list().await?;
     Ok(Json(Value::Array(
         tokens
@@ -252,6 +273,13 @@ async fn list_ae(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     admin(&principal)?;
+    record(
+        &state,
+        &principal,
+        Action::AdminRead,
+        json!({ "read": "ae" }),
+    )
+    .await?;
     let peers = state.ingest.index().ae_list().await?;
     Ok(Json(Value::Array(
         peers

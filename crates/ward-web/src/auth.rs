@@ -208,6 +208,51 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Who made a request, once the `Principal` extractor knows: the refusal record names them.
+#[derive(Clone, Default)]
+pub(crate) struct Caller(Arc<Mutex<Option<Principal>>>);
+
+/// Records every refused or failed request (any 4xx or 5xx but 401, which the extractor
+/// records itself, with the route it was refused on) in the audit trail: handlers record what
+/// they did, this records what was not done, unmatched routes and body-limit and timeout
+/// refusals included, so that every request leaves a record.
+pub(crate) async fn record_refusals(
+    State(state): State<Arc<WebState>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let caller = Caller::default();
+    request.extensions_mut().insert(caller.clone());
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let refused = status.is_client_error() || status.is_server_error();
+    if refused && status != axum::http::StatusCode::UNAUTHORIZED && path != "/health" {
+        let actor = caller
+            .0
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().map(Principal::actor))
+            .unwrap_or_else(|| Actor {
+                address: address.map(|a| a.to_string()),
+                ..Actor::default()
+            });
+        let event = AuditEvent::new(Action::Refusal, actor)
+            .with_outcome(Outcome::Failure {
+                status: Some(status.as_u16()),
+                reason: status.canonical_reason().unwrap_or("refused").to_owned(),
+            })
+            .with_detail(serde_json::json!({ "method": method, "route": path }));
+        let _ = state.ingest.audit().append(event).await;
+    }
+    response
+}
+
 impl FromRequestParts<Arc<WebState>> for Principal {
     type Rejection = ApiError;
 
@@ -222,12 +267,18 @@ impl FromRequestParts<Arc<WebState>> for Principal {
             });
         };
         match state.auth.verify(token, unix_now()).await {
-            Some((name, role, via)) => Ok(Principal {
-                name,
-                role,
-                via,
-                address,
-            }),
+            Some((name, role, via)) => {
+                let principal = Principal {
+                    name,
+                    role,
+                    via,
+                    address,
+                };
+                if let Some(Ok(mut slot)) = parts.extensions.get::<Caller>().map(|c| c.0.lock()) {
+                    *slot = Some(principal.clone());
+                }
+                Ok(principal)
+            }
             None => {
                 let actor = Actor {
                     address: address.map(|a| a.to_string()),

@@ -157,11 +157,15 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/auth/token", post(auth::login))
         .nest("/dicom-web", dicomweb)
         .nest("/api", admin::router())
-        .with_state(state)
+        .with_state(Arc::clone(&state))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::record_refusals,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(span));
     match cors {

@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use ward_audit::{Action, AuditEvent, Outcome};
 use ward_ingest::{IngestError, StoreRequest, Stored};
 use ward_types::{Operation, Uid};
 
@@ -66,19 +65,7 @@ async fn stow(
     body: Body,
 ) -> Result<Response, ApiError> {
     principal.require(Operation::Store)?;
-    let refused = |error: ApiError| async move {
-        let event =
-            AuditEvent::new(Action::Refusal, principal.actor()).with_outcome(Outcome::Failure {
-                status: Some(error.status().as_u16()),
-                reason: error.to_string(),
-            });
-        state.audit(event).await?;
-        Err::<Response, ApiError>(error)
-    };
-    let boundary = match media::stow_boundary(headers) {
-        Ok(b) => b,
-        Err(e) => return refused(e).await,
-    };
+    let boundary = media::stow_boundary(headers)?;
     let limits = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(state.policy.max_body_bytes));
     let mut multipart =
@@ -88,7 +75,7 @@ async fn stow(
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(e) if parts.is_empty() => return refused(multipart_error(&e)).await,
+            Err(e) if parts.is_empty() => return Err(multipart_error(&e)),
             // Parts already stored are durable and stay reported; the rest of the body is lost,
             // and the answer says so (a failed entry without UIDs): a body cut short or over
             // the limit between two parts is never answered as wholly stored.
@@ -104,21 +91,19 @@ async fn stow(
         if parts.len() >= state.policy.max_parts as usize {
             // The parts before stay stored (each was acknowledged to the ingest path on its
             // own); the request as a whole is refused, and says where it stopped.
-            return refused(ApiError::PayloadTooLarge(format!(
+            return Err(ApiError::PayloadTooLarge(format!(
                 "more than {} parts in one request; only the first {} were processed",
                 state.policy.max_parts, state.policy.max_parts
-            )))
-            .await;
+            )));
         }
         let dicom = field
             .content_type()
             .is_none_or(|m| m.essence_str().eq_ignore_ascii_case("application/dicom"));
         if !dicom {
             if parts.is_empty() {
-                return refused(ApiError::UnsupportedMediaType(
+                return Err(ApiError::UnsupportedMediaType(
                     "only application/dicom parts are accepted",
-                ))
-                .await;
+                ));
             }
             parts.push(Part::Done(PartResult::Failed {
                 class: None,
@@ -131,7 +116,7 @@ async fn stow(
         settle_beyond(&mut parts, MAX_COMMITS_IN_FLIGHT).await;
     }
     if parts.is_empty() {
-        return refused(ApiError::BadRequest("the body holds no part".into())).await;
+        return Err(ApiError::BadRequest("the body holds no part".into()));
     }
     settle_beyond(&mut parts, 0).await;
     let results: Vec<PartResult> = parts

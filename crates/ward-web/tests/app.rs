@@ -462,10 +462,25 @@ async fn administrators_manage_tokens_and_auditors_read_the_trail() {
         StatusCode::UNAUTHORIZED
     );
 
+    assert_eq!(app.call(get("/api/ae", &root)).await.0, StatusCode::OK);
+    assert_eq!(
+        app.call(get("/no/such/route", &root)).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (status, _, body) = app.call(get("/api/audit?limit=1000", &eve)).await;
     assert_eq!(status, StatusCode::OK);
     let records: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let text = records.to_string();
+    // Refusals are recorded with who was refused, and where; so are reads of the registry.
+    let refusal = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r.to_string().contains("refusal") && r.to_string().contains("/api/tokens"))
+        .unwrap_or_else(|| panic!("no refusal recorded: {text}"));
+    assert!(refusal.to_string().contains("eve (auditor)"), "{refusal}");
+    assert!(text.contains("/no/such/route"), "unmatched routes too");
+    assert!(text.contains("admin_read"), "{text}");
     for expected in [
         "login",
         "registry_change",
