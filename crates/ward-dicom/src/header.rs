@@ -131,6 +131,27 @@ fn element_header_len(vr: VR) -> usize {
     }
 }
 
+/// How much longer a value can get when re-encoded as UTF-8 (a two-byte character set's
+/// character can take three bytes), so that the pre-check before measuring never skips an
+/// element that would fit.
+const MAX_EXPANSION: usize = 3;
+
+/// An element's size as held, without encoding it: primitive values' byte lengths, summed
+/// through sequences, saturating.
+fn rough_len(element: &InMemElement) -> usize {
+    match element.value() {
+        Value::Primitive(value) => value.calculate_byte_len(),
+        Value::Sequence(seq) => seq
+            .items()
+            .iter()
+            .flat_map(|item| item.iter())
+            .fold(0usize, |sum, e| {
+                sum.saturating_add(rough_len(e)).saturating_add(12)
+            }),
+        Value::PixelSequence(_) => usize::MAX,
+    }
+}
+
 fn header_copy(obj: &DefaultDicomObject) -> Result<Vec<u8>, HeaderError> {
     let mut copy = InMemDicomObject::new_empty();
     // Text was decoded with the file's character set; the copy re-encodes all of it as UTF-8,
@@ -144,6 +165,18 @@ fn header_copy(obj: &DefaultDicomObject) -> Result<Vec<u8>, HeaderError> {
             || tag == tags::SPECIFIC_CHARACTER_SET
             || tag >= tags::PIXEL_DATA
         {
+            continue;
+        }
+        // Measuring an element for the copy clones and encodes it: one that cannot fit is
+        // skipped before that, so a large private element costs nothing here.
+        let fits = match element.value() {
+            Value::Primitive(value) => {
+                value.calculate_byte_len() <= MAX_EXPANSION * HEADER_COPY_MAX_VALUE
+            }
+            Value::Sequence(_) => rough_len(element) <= MAX_EXPANSION * budget,
+            Value::PixelSequence(_) => false,
+        };
+        if !fits {
             continue;
         }
         let Some(len) = copy_len(element) else {

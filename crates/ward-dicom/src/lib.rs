@@ -33,7 +33,8 @@ pub use part10::{
     write_part10_header,
 };
 pub use prescan::{
-    PrescanError, PrescanLimits, PrescanSummary, prescan_dataset, prescan_part10_file,
+    MAX_IDENTIFIER_INFLATED, PrescanError, PrescanLimits, PrescanSummary, prescan_dataset,
+    prescan_part10_file,
 };
 pub use render::{
     ImageInfo, MAX_VIEWPORT, RenderError, Rendered, VoiFunction, Window, encapsulated_frames,

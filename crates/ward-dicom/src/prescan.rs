@@ -38,6 +38,21 @@ impl Default for PrescanLimits {
     }
 }
 
+impl PrescanLimits {
+    /// For a query/retrieve identifier: keys and short values, never bulk data, so a deflated
+    /// one may not inflate past [`MAX_IDENTIFIER_INFLATED`] (the default would let a small
+    /// compressed identifier make its parser hold gigabytes).
+    pub fn identifier() -> Self {
+        PrescanLimits {
+            max_inflated_bytes: MAX_IDENTIFIER_INFLATED,
+            ..PrescanLimits::default()
+        }
+    }
+}
+
+/// How far a deflated identifier may inflate.
+pub const MAX_IDENTIFIER_INFLATED: u64 = 4 << 20;
+
 /// What the pre-scan saw in a data set that passed.
 #[derive(Debug, Clone, Default)]
 pub struct PrescanSummary {
@@ -1238,6 +1253,28 @@ mod tests {
         // Corrupt compressed data fails rather than passing as an empty data set.
         let err = scan(&[0xFF; 64], DEFLATED).unwrap_err();
         assert!(matches!(err, PrescanError::Io(_)), "{err:?}");
+        // An identifier inflating past a few MiB (a bomb of a few KiB) is refused as one, while
+        // an object may legitimately be that large.
+        let size = usize::try_from(MAX_IDENTIFIER_INFLATED).unwrap() + 1024;
+        let bomb = [
+            patient(),
+            header((0x0009, 0x1001), b"OB", size as u32),
+            vec![0; size],
+        ]
+        .concat();
+        let compressed = deflate(&bomb);
+        assert!(compressed.len() < 64 * 1024, "{}", compressed.len());
+        let identifier = prescan_dataset(
+            &compressed[..],
+            compressed.len() as u64,
+            DEFLATED,
+            &PrescanLimits::identifier(),
+        );
+        assert!(
+            matches!(identifier, Err(PrescanError::InflatedTooLarge { .. })),
+            "{identifier:?}"
+        );
+        scan(&compressed, DEFLATED).unwrap();
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn decode_identifier(bytes: &[u8], ts_uid: &str) -> Result<InMemDicomObject, Cli
         bytes,
         bytes.len() as u64,
         ts_uid,
-        &ward_dicom::PrescanLimits::default(),
+        &ward_dicom::PrescanLimits::identifier(),
     )
     .map_err(|e| ClientError::Protocol(format!("malformed identifier: {e}")))?;
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
@@ -99,6 +99,14 @@ pub enum ClientError {
     NoContext,
     #[error("cannot read {path}: {reason}")]
     File { path: String, reason: String },
+}
+
+/// Where the instances a C-GET brings go.
+enum Destination<'a> {
+    /// Part 10 files in a directory.
+    Files(&'a Path),
+    /// A callback that sees each data set's bytes as they arrive; nothing is kept.
+    Callback(&'a mut (dyn FnMut(&[u8], bool) + Send)),
 }
 
 /// What to propose: abstract syntax and transfer syntaxes, one context each.
@@ -630,14 +638,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
         let (id, _) = self
             .send_query(CommandField::CGetRq, sop_class, identifier, None)
             .await?;
-        self.follow_retrieve(id, Some(out_dir), on_progress).await
+        self.follow_retrieve(id, Some(Destination::Files(out_dir)), on_progress)
+            .await
+    }
+
+    /// C-GET that stores nothing: each instance's data set is handed to `on_data` fragment by
+    /// fragment as it arrives (`true` with its last fragment), and the sub-operation is answered
+    /// with success. For callers that only need to know what a peer would give away.
+    pub async fn get_streaming(
+        &mut self,
+        sop_class: &str,
+        identifier: &InMemDicomObject,
+        mut on_data: impl FnMut(&[u8], bool) + Send,
+        on_progress: impl FnMut(&RetrieveProgress),
+    ) -> Result<RetrieveProgress, ClientError> {
+        let (id, _) = self
+            .send_query(CommandField::CGetRq, sop_class, identifier, None)
+            .await?;
+        self.follow_retrieve(id, Some(Destination::Callback(&mut on_data)), on_progress)
+            .await
     }
 
     /// Follows a C-GET or C-MOVE to its final response, receiving C-GET's sub-operations.
     async fn follow_retrieve(
         &mut self,
         id: u16,
-        out_dir: Option<&Path>,
+        mut destination: Option<Destination<'_>>,
         mut on_progress: impl FnMut(&RetrieveProgress),
     ) -> Result<RetrieveProgress, ClientError> {
         loop {
@@ -646,12 +672,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
                 .command_field()
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
             if field == CommandField::CStoreRq {
-                let Some(dir) = out_dir else {
+                let Some(destination) = destination.as_mut() else {
                     return Err(ClientError::Protocol(
                         "C-STORE on a C-MOVE association".into(),
                     ));
                 };
-                self.receive_sub_operation(context, &cmd, dir).await?;
+                self.receive_sub_operation(context, &cmd, destination)
+                    .await?;
                 continue;
             }
             check_answers(&cmd, id)?;
@@ -667,12 +694,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
         }
     }
 
-    /// Receives one C-GET sub-operation into `dir` and answers it.
+    /// Receives one C-GET sub-operation into `destination` and answers it.
     async fn receive_sub_operation(
         &mut self,
         context: u8,
         cmd: &Command,
-        dir: &Path,
+        destination: &mut Destination<'_>,
     ) -> Result<(), ClientError> {
         let message_id = cmd
             .message_id()
@@ -690,8 +717,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
             instance.as_deref().map(Uid::parse),
             Uid::parse(&ts),
         );
-        let status = match uids {
-            (Some(Ok(class)), Some(Ok(instance)), Ok(ts)) => {
+        let status = match (uids, destination) {
+            ((Some(Ok(class)), Some(Ok(instance)), Ok(ts)), Destination::Files(dir)) => {
                 match self
                     .write_received(context, &class, &instance, &ts, dir)
                     .await?
@@ -703,14 +730,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
                     }
                 }
             }
+            ((Some(Ok(_)), Some(Ok(_)), Ok(_)), Destination::Callback(on_data)) => {
+                self.read_data_with(context, |data, last| on_data(data, last))
+                    .await?;
+                crate::command::status::SUCCESS
+            }
             _ => {
                 // Unusable UIDs: read and drop the data set, then refuse.
-                loop {
-                    let pdv = self.next_pdv().await?;
-                    if pdv.is_last {
-                        break;
-                    }
-                }
+                self.read_data_with(context, |_, _| {}).await?;
                 crate::command::status::DATA_SET_MISMATCH
             }
         };
@@ -729,6 +756,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
         )
         .await?;
         Ok(())
+    }
+
+    /// Reads the data set that follows a command, handing each fragment to `on_data` (`true`
+    /// with the last) without keeping it.
+    async fn read_data_with(
+        &mut self,
+        context_id: u8,
+        mut on_data: impl FnMut(&[u8], bool),
+    ) -> Result<(), ClientError> {
+        loop {
+            let pdv = self.next_pdv().await?;
+            if pdv.is_command || pdv.context_id != context_id {
+                return Err(ClientError::Protocol("data set expected".into()));
+            }
+            on_data(&pdv.data, pdv.is_last);
+            if pdv.is_last {
+                return Ok(());
+            }
+        }
     }
 
     /// Streams a received data set into `dir` behind a Part 10 header. The outer error is the

@@ -203,7 +203,7 @@ pub(crate) fn parse(
         &bytes[..],
         bytes.len() as u64,
         ts,
-        &ward_dicom::PrescanLimits::default(),
+        &ward_dicom::PrescanLimits::identifier(),
     )
     .map_err(|e| {
         (

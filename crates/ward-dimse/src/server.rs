@@ -228,6 +228,13 @@ impl Server {
                     return None;
                 }
             };
+        let conn = stream.get_ref().1;
+        debug!(
+            version = ?conn.protocol_version(),
+            suite = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
+            group = ?conn.negotiated_key_exchange_group().map(|g| g.name()),
+            "TLS handshake done"
+        );
         let cert = stream
             .get_ref()
             .1
