@@ -219,6 +219,16 @@ pub struct FindResult {
     pub outcome: Result<FindCounts, String>,
 }
 
+/// What a C-GET of one instance brought: counted as it arrived, then dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retrieval {
+    /// The final status.
+    pub status: u16,
+    /// Data sets received in full.
+    pub instances: u64,
+    pub bytes: u64,
+}
+
 /// What the services of an association with services did for the scanner.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceResults {
@@ -232,6 +242,8 @@ pub struct ServiceResults {
     pub get_nothing: Option<Result<u16, String>>,
     /// Status of a C-MOVE of a made-up study to a made-up destination.
     pub move_unknown_destination: Option<Result<u16, String>>,
+    /// `--intrusive` only, after a C-FIND returned matches: a C-GET of one instance it found.
+    pub retrieval: Option<Result<Retrieval, String>>,
     /// `--intrusive` only: C-STORE of a synthetic object, then of a different object with the
     /// same SOP Instance UID.
     pub store: Option<Result<u16, String>>,
@@ -431,6 +443,15 @@ fn classify_services(s: &ServiceResults, out: &mut Vec<Finding>) {
             status(answer)
         )));
     }
+    if let Some(Ok(r)) = &s.retrieval {
+        if r.instances > 0 {
+            out.push(Check::DicomGetRetrievesData.found(format!(
+                "a C-GET {pair} of one instance the C-FIND had listed brought {} data set(s), \
+                 {} bytes, received and discarded (final status {:04X}H)",
+                r.instances, r.bytes, r.status
+            )));
+        }
+    }
     let moves: Vec<&Service> = s.services.iter().filter(|x| x.is_move()).collect();
     if let Some(answer) = s.move_unknown_destination.as_ref().filter(|r| served(r)) {
         out.push(Check::DicomMoveOpen.found(format!(
@@ -567,6 +588,24 @@ pub enum WebProbe {
     DefaultCredentials,
     /// Orthanc's `/patients` with `orthanc:orthanc`.
     DefaultCredentialsPatients,
+    /// A path nobody serves, with WADO-URI's query: how the server answers anything unknown.
+    UnknownPath,
+    /// WADO-URI at a path, for made-up UIDs.
+    WadoUri(String),
+    /// `--intrusive`: STOW-RS of the probe object (its study UID given) under a root.
+    Stow { root: String, study: String },
+    /// `--intrusive`: WADO-RS of the stored probe object under a root.
+    WadoRsProbe(String),
+    /// `--intrusive`: WADO-URI of the stored probe object at a path.
+    WadoUriProbe(String),
+}
+
+/// A DICOM Part 10 object found in a body: the body's size and how the preamble starts, nothing
+/// else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part10 {
+    pub body_bytes: usize,
+    pub mz_preamble: bool,
 }
 
 /// How a response answered an `Origin` the scanner made up.
@@ -587,6 +626,8 @@ pub struct WebAnswer {
     pub server: Option<String>,
     /// Orthanc's version from `/system`.
     pub version: Option<String>,
+    /// For the probes that retrieve objects, the Part 10 object in the body.
+    pub part10: Option<Part10>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -595,7 +636,7 @@ pub struct WebObservations {
     pub answers: Vec<WebAnswer>,
 }
 
-fn is_success(status: u16) -> bool {
+pub(crate) fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
@@ -623,13 +664,40 @@ pub fn classify_web(obs: &WebObservations) -> Vec<Finding> {
     let mut rest_open = Vec::new();
     let mut defaults = Vec::new();
     let mut cors = Vec::new();
+    let mut wado_open = Vec::new();
+    let mut wado_data = Vec::new();
+    let mut stow = Vec::new();
+    let mut preamble_kept = Vec::new();
     let mut refused = 0;
+    // Many servers answer every unknown path alike (404, or a page): a WADO-URI answer means
+    // something only where it differs from that.
+    let unknown_path = obs
+        .answers
+        .iter()
+        .find(|a| a.probe == WebProbe::UnknownPath)
+        .map(|a| a.status);
     for a in &obs.answers {
-        if matches!(a.status, 401 | 403) {
+        let refusal = matches!(a.status, 401 | 403);
+        if refusal {
             refused += 1;
         }
         if a.cors == Cors::Reflected || (a.cors == Cors::Wildcard && is_success(a.status)) {
             cors.push(format!("{} ({:?})", describe(&a.probe), a.cors));
+        }
+        if let WebProbe::WadoUri(_) = a.probe {
+            match a.part10.filter(|_| is_success(a.status)) {
+                Some(p) => wado_data.push(retrieved(a, p)),
+                None if !refusal && unknown_path != Some(a.status) => {
+                    wado_open.push(format!(
+                        "{}: status {} where an unknown path got {}",
+                        describe(&a.probe),
+                        a.status,
+                        unknown_path.map_or_else(|| String::from("no answer"), |s| s.to_string())
+                    ));
+                }
+                None => {}
+            }
+            continue;
         }
         if !is_success(a.status) {
             continue;
@@ -669,9 +737,32 @@ pub fn classify_web(obs: &WebObservations) -> Vec<Finding> {
                     a.status
                 ));
             }
+            WebProbe::WadoUriProbe(_) => {
+                if let Some(p) = a.part10 {
+                    wado_data.push(retrieved(a, p));
+                }
+            }
+            WebProbe::Stow { study, .. } => stow.push(format!(
+                "{}: status {} for a synthetic object (patient WARD^AUDIT^PROBE, study {study}, \
+                 its 128-byte preamble starting with MZ); ward audit cannot delete it",
+                describe(&a.probe),
+                a.status
+            )),
+            WebProbe::WadoRsProbe(_) => {
+                if let Some(p) = a.part10.filter(|p| p.mz_preamble) {
+                    preamble_kept.push(format!(
+                        "{}: the probe object came back with the MZ preamble it was sent with \
+                         ({} bytes)",
+                        describe(&a.probe),
+                        p.body_bytes
+                    ));
+                }
+            }
             WebProbe::OrthancPatients
             | WebProbe::DefaultCredentialsPatients
-            | WebProbe::DefaultCredentials => {}
+            | WebProbe::DefaultCredentials
+            | WebProbe::UnknownPath
+            | WebProbe::WadoUri(_) => {}
         }
     }
     for (check, items) in [
@@ -680,22 +771,33 @@ pub fn classify_web(obs: &WebObservations) -> Vec<Finding> {
         (Check::WebOrthancRestOpen, &rest_open),
         (Check::WebDefaultCredentials, &defaults),
         (Check::WebCorsAnyOrigin, &cors),
+        (Check::WebWadoUriRetrievesData, &wado_data),
+        (Check::WebWadoUriOpen, &wado_open),
+        (Check::WebStowAccepted, &stow),
+        (Check::WebStowPreambleKept, &preamble_kept),
     ] {
         if !items.is_empty() {
             out.push(check.found(items.join("; ")));
         }
     }
-    if exposed.is_empty()
-        && qido_open.is_empty()
-        && rest_open.is_empty()
-        && defaults.is_empty()
-        && refused > 0
-    {
+    let open = [
+        &exposed, &qido_open, &rest_open, &defaults, &wado_open, &wado_data, &stow,
+    ];
+    if open.iter().all(|items| items.is_empty()) && refused > 0 {
         out.push(Check::WebAuthRequired.found(format!(
             "{refused} request(s) answered 401/403 without credentials"
         )));
     }
     out
+}
+
+fn retrieved(a: &WebAnswer, p: Part10) -> String {
+    format!(
+        "{}: status {}, a DICOM object in {} bytes",
+        describe(&a.probe),
+        a.status,
+        p.body_bytes
+    )
 }
 
 fn describe(probe: &WebProbe) -> String {
@@ -706,6 +808,11 @@ fn describe(probe: &WebProbe) -> String {
         WebProbe::OrthancPatients => String::from("GET /patients"),
         WebProbe::DefaultCredentials => String::from("GET /system as orthanc:orthanc"),
         WebProbe::DefaultCredentialsPatients => String::from("GET /patients as orthanc:orthanc"),
+        WebProbe::UnknownPath => String::from("GET of a made-up path"),
+        WebProbe::WadoUri(path) => format!("GET {path}?requestType=WADO (made-up UIDs)"),
+        WebProbe::Stow { root, .. } => format!("POST {root}/studies"),
+        WebProbe::WadoRsProbe(root) => format!("GET {root}/studies/…/instances/… (the probe)"),
+        WebProbe::WadoUriProbe(path) => format!("GET {path}?requestType=WADO (the probe)"),
     }
 }
 
@@ -933,6 +1040,45 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_retrieved_is_critical_and_only_counted() {
+        let with_retrieval = |retrieval| ServiceResults {
+            services: BTreeSet::from([Service::FindStudy, Service::GetStudy]),
+            get_nothing: Some(Ok(0xA702)),
+            retrieval,
+            ..ServiceResults::default()
+        };
+        let findings = classify_dimse(&DimseObservations {
+            plaintext: false,
+            probes: Vec::new(),
+            services: Some(with_retrieval(Some(Ok(Retrieval {
+                status: 0,
+                instances: 1,
+                bytes: 4242,
+            })))),
+        });
+        assert_eq!(ids(&findings), BTreeSet::from(["dicom-get-retrieves-data"]));
+        assert_eq!(findings[0].severity, crate::Severity::Critical);
+        assert!(findings[0].evidence.contains("1 data set(s), 4242 bytes"));
+        // A retrieval that brought nothing, or failed, proves nothing.
+        for retrieval in [
+            Some(Ok(Retrieval {
+                status: 0xA702,
+                instances: 0,
+                bytes: 0,
+            })),
+            Some(Err("timed out".into())),
+            None,
+        ] {
+            let findings = classify_dimse(&DimseObservations {
+                plaintext: false,
+                probes: Vec::new(),
+                services: Some(with_retrieval(retrieval)),
+            });
+            assert!(findings.is_empty(), "{findings:?}");
+        }
+    }
+
+    #[test]
     fn identity_accepted_where_none_was_refused() {
         let find = [Service::FindStudy];
         let mut username = probe(random("ZA"), random("ZB"), accepted(&find));
@@ -1055,6 +1201,7 @@ mod tests {
             cors: Cors::None,
             server: None,
             version: None,
+            part10: None,
         }
     }
 
@@ -1123,5 +1270,103 @@ mod tests {
             ids(&classify_web(&empty_qido)),
             BTreeSet::from(["web-qido-open"])
         );
+    }
+
+    fn wado_uri(status: u16) -> WebAnswer {
+        web(WebProbe::WadoUri("/wado".into()), status, None)
+    }
+
+    #[test]
+    fn wado_uri_is_judged_against_an_unknown_path() {
+        let web_ids = |answers| {
+            ids(&classify_web(&WebObservations {
+                plain_http: false,
+                answers,
+            }))
+        };
+        // 404 for the object and for any path: nothing told apart, nothing reported.
+        let unknown = || web(WebProbe::UnknownPath, 404, None);
+        assert!(web_ids(vec![unknown(), wado_uri(404)]).is_empty());
+        // An answer of its own (here: no such object) without credentials.
+        assert_eq!(
+            web_ids(vec![unknown(), wado_uri(400)]),
+            BTreeSet::from(["web-wado-uri-open"])
+        );
+        // Refused where unknown paths are not: authentication is required.
+        assert_eq!(
+            web_ids(vec![unknown(), wado_uri(401)]),
+            BTreeSet::from(["web-auth-required"])
+        );
+        // A page served for every path is no WADO-URI.
+        assert!(web_ids(vec![web(WebProbe::UnknownPath, 200, None), wado_uri(200)]).is_empty());
+        // DICOM in the answer: data is given away.
+        let mut object = wado_uri(200);
+        object.part10 = Some(Part10 {
+            body_bytes: 600,
+            mz_preamble: false,
+        });
+        assert_eq!(
+            web_ids(vec![web(WebProbe::UnknownPath, 200, None), object]),
+            BTreeSet::from(["web-wado-uri-retrieves-data"])
+        );
+    }
+
+    #[test]
+    fn stow_accepted_and_the_preamble_served_back() {
+        let stow = |status| {
+            web(
+                WebProbe::Stow {
+                    root: "/dicom-web".into(),
+                    study: "2.25.1".into(),
+                },
+                status,
+                None,
+            )
+        };
+        let retrieved = |probe, mz_preamble| WebAnswer {
+            part10: Some(Part10 {
+                body_bytes: 700,
+                mz_preamble,
+            }),
+            ..web(probe, 200, None)
+        };
+        let findings = classify_web(&WebObservations {
+            plain_http: false,
+            answers: vec![
+                stow(200),
+                retrieved(WebProbe::WadoRsProbe("/dicom-web".into()), true),
+                retrieved(WebProbe::WadoUriProbe("/wado".into()), true),
+            ],
+        });
+        assert_eq!(
+            ids(&findings),
+            BTreeSet::from([
+                "web-stow-accepted",
+                "web-stow-preamble-kept",
+                "web-wado-uri-retrieves-data",
+            ])
+        );
+        let stored = findings
+            .iter()
+            .find(|f| f.id == "web-stow-accepted")
+            .unwrap();
+        assert_eq!(stored.severity, crate::Severity::Critical);
+        assert!(stored.evidence.contains("cannot delete it"));
+        assert!(stored.evidence.contains("2.25.1"));
+        // Preamble replaced: stored, but no polyglot comes back.
+        let zeroed = classify_web(&WebObservations {
+            plain_http: false,
+            answers: vec![
+                stow(200),
+                retrieved(WebProbe::WadoRsProbe("/dicom-web".into()), false),
+            ],
+        });
+        assert_eq!(ids(&zeroed), BTreeSet::from(["web-stow-accepted"]));
+        // Refused without a token: authentication is required.
+        let refused = classify_web(&WebObservations {
+            plain_http: false,
+            answers: vec![stow(401)],
+        });
+        assert_eq!(ids(&refused), BTreeSet::from(["web-auth-required"]));
     }
 }

@@ -17,7 +17,7 @@ use ward_dimse::{ClientAssociation, ClientError, ClientOptions, Proposal};
 
 use crate::classify::{
     ClientCertPolicy, DimseObservations, FindCounts, FindResult, Identity, Outcome, Probe,
-    Rejection, Service, ServiceResults, Title, TitleKind, classify_dimse, classify_tls,
+    Rejection, Retrieval, Service, ServiceResults, Title, TitleKind, classify_dimse, classify_tls,
 };
 use crate::pace::Pacer;
 use crate::report::Finding;
@@ -65,14 +65,18 @@ const CONTEXTS: &[(Service, &str)] = &[
 /// Maximum PDU the scanner announces.
 const MAX_PDU: u32 = 64 * 1024;
 
+fn proposal(abstract_syntax: &str, scp_role: bool) -> Proposal {
+    Proposal {
+        abstract_syntax: abstract_syntax.to_owned(),
+        transfer_syntaxes: vec![EXPLICIT_VR_LE.to_owned(), IMPLICIT_VR_LE.to_owned()],
+        scp_role,
+    }
+}
+
 fn proposals() -> Vec<Proposal> {
     CONTEXTS
         .iter()
-        .map(|(_, abstract_syntax)| Proposal {
-            abstract_syntax: (*abstract_syntax).to_owned(),
-            transfer_syntaxes: vec![EXPLICIT_VR_LE.to_owned(), IMPLICIT_VR_LE.to_owned()],
-            scp_role: false,
-        })
+        .map(|(_, abstract_syntax)| proposal(abstract_syntax, false))
         .collect()
 }
 
@@ -175,6 +179,7 @@ impl Scanner<'_> {
         called: &Title,
         calling: &Title,
         identity: Identity,
+        proposals: &[Proposal],
     ) -> Result<ClientAssociation<BoxIo>, Result<Outcome, Failure>> {
         let stream = self
             .connector
@@ -184,7 +189,7 @@ impl Scanner<'_> {
         ClientAssociation::negotiate(
             stream,
             self.client_options(called, calling),
-            &proposals(),
+            proposals,
             user_identity(identity),
         )
         .await
@@ -202,7 +207,10 @@ impl Scanner<'_> {
         calling: &Title,
         identity: Identity,
     ) -> Result<Outcome, Failure> {
-        let assoc = match self.associate(called, calling, identity).await {
+        let assoc = match self
+            .associate(called, calling, identity, &proposals())
+            .await
+        {
             Ok(assoc) => assoc,
             Err(answer) => return answer,
         };
@@ -297,7 +305,7 @@ impl Scanner<'_> {
             ..ServiceResults::default()
         };
         let mut assoc = match self
-            .associate(&probe.called, &probe.calling, probe.identity)
+            .associate(&probe.called, &probe.calling, probe.identity, &proposals())
             .await
         {
             Ok(assoc) => assoc,
@@ -357,10 +365,32 @@ impl Scanner<'_> {
         if let (true, Some(class)) = (alive.get(), move_class) {
             results.move_unknown_destination = Some(check(move_nowhere(&mut assoc, class).await));
         }
+        // Step 7 with --intrusive: proof that images, not only their descriptions, are given
+        // away, by one instance that the C-FIND already showed to exist.
+        let exposed = results
+            .finds
+            .iter()
+            .any(|f| matches!(&f.outcome, Ok(c) if c.matches > 0));
+        let model = [
+            (Service::FindStudy, Service::GetStudy),
+            (Service::FindPatient, Service::GetPatient),
+        ]
+        .into_iter()
+        .find(|(find, get)| results.services.contains(find) && results.services.contains(get));
+        let instance = match (self.options.intrusive && exposed && alive.get(), model) {
+            (true, Some((find, get))) => Some((get, find_one_instance(&mut assoc, find).await)),
+            _ => None,
+        };
         if alive.get() {
             let _ = assoc.release().await;
         } else {
             assoc.abort().await;
+        }
+        if let Some((get, keys)) = instance {
+            results.retrieval = Some(match keys {
+                Ok(keys) => self.retrieve_one(probe, get, &keys).await,
+                Err(e) => Err(e),
+            });
         }
         if self.options.intrusive && results.services.contains(&Service::Storage) {
             let (store, overwrite) = self.write(probe).await;
@@ -370,12 +400,70 @@ impl Scanner<'_> {
         results
     }
 
+    /// Step 7 (`--intrusive`): a C-GET of the one instance `keys` names, on an association that
+    /// offers to take it (the SCP role for its storage class), counting what arrives and keeping
+    /// none of it.
+    async fn retrieve_one(
+        &self,
+        probe: &Probe,
+        get: Service,
+        keys: &InstanceKeys,
+    ) -> Result<Retrieval, String> {
+        let get_class = abstract_syntax(get).ok_or("no C-GET class")?;
+        let storage: Vec<&str> = match &keys.sop_class {
+            Some(class) => vec![class.as_str()],
+            None => CONTEXTS
+                .iter()
+                .filter(|(s, _)| *s == Service::Storage)
+                .map(|(_, uid)| *uid)
+                .collect(),
+        };
+        let proposals: Vec<Proposal> = std::iter::once(proposal(get_class, false))
+            .chain(storage.into_iter().map(|class| proposal(class, true)))
+            .collect();
+        let mut assoc = self
+            .associate(&probe.called, &probe.calling, probe.identity, &proposals)
+            .await
+            .map_err(|_| String::from("the retrieval association failed"))?;
+        let mut identifier = InMemDicomObject::new_empty();
+        put(&mut identifier, tags::QUERY_RETRIEVE_LEVEL, VR::CS, "IMAGE");
+        for (tag, vr, value) in &keys.keys {
+            put(&mut identifier, *tag, *vr, value);
+        }
+        let (mut instances, mut bytes) = (0u64, 0u64);
+        let outcome = assoc
+            .get_streaming(
+                get_class,
+                &identifier,
+                |data, last| {
+                    bytes += data.len() as u64;
+                    instances += u64::from(last);
+                },
+                |_| {},
+            )
+            .await;
+        match outcome {
+            Ok(progress) => {
+                let _ = assoc.release().await;
+                Ok(Retrieval {
+                    status: progress.status,
+                    instances,
+                    bytes,
+                })
+            }
+            Err(e) => {
+                assoc.abort().await;
+                Err(e.to_string())
+            }
+        }
+    }
+
     /// Step 8 (`--intrusive`): C-STORE of a synthetic object, then of a different object under
     /// the same SOP Instance UID.
     async fn write(&self, probe: &Probe) -> (Result<u16, String>, Option<Result<u16, String>>) {
         let object = ProbeObject::new();
         let mut assoc = match self
-            .associate(&probe.called, &probe.calling, probe.identity)
+            .associate(&probe.called, &probe.calling, probe.identity, &proposals())
             .await
         {
             Ok(assoc) => assoc,
@@ -460,6 +548,15 @@ fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {
     obj.put(DataElement::new(tag, vr, value));
 }
 
+/// An element's value as text without padding, if it has one.
+fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim_start().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 /// A C-FIND at `level` with universal (empty) keys or a `*` patient name; counts the matches
 /// and their related instances and drops every identifier unread beyond that count.
 async fn count_matches(
@@ -488,11 +585,8 @@ async fn count_matches(
     let outcome = assoc
         .find(class, &identifier, |found| {
             matches += 1;
-            instances += found
-                .element(related)
-                .ok()
-                .and_then(|e| e.to_str().ok())
-                .and_then(|s| s.trim().parse::<u64>().ok())
+            instances += text(&found, related)
+                .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(0);
         })
         .await;
@@ -520,6 +614,66 @@ async fn count_matches(
     }
 }
 
+/// The levels of a query/retrieve model, top down, with each one's unique key.
+const LEVELS: [(&str, Tag, VR); 4] = [
+    ("PATIENT", tags::PATIENT_ID, VR::LO),
+    ("STUDY", tags::STUDY_INSTANCE_UID, VR::UI),
+    ("SERIES", tags::SERIES_INSTANCE_UID, VR::UI),
+    ("IMAGE", tags::SOP_INSTANCE_UID, VR::UI),
+];
+
+/// One instance's unique keys, top down, and its SOP class when the server named it. They live
+/// only as long as the retrieval and are never reported.
+struct InstanceKeys {
+    keys: Vec<(Tag, VR, String)>,
+    sop_class: Option<String>,
+}
+
+/// Finds one instance level by level with C-FIND (`find` is Patient or Study Root), keeping
+/// the first match's unique key at each level; the other matches are dropped unlooked at.
+async fn find_one_instance(
+    assoc: &mut ClientAssociation<BoxIo>,
+    find: Service,
+) -> Result<InstanceKeys, String> {
+    let class = abstract_syntax(find).ok_or("no C-FIND class")?;
+    let levels = if find == Service::FindPatient {
+        &LEVELS[..]
+    } else {
+        &LEVELS[1..]
+    };
+    let mut found = InstanceKeys {
+        keys: Vec::new(),
+        sop_class: None,
+    };
+    for &(level, key, vr) in levels {
+        let image = level == "IMAGE";
+        let mut identifier = InMemDicomObject::new_empty();
+        put(&mut identifier, tags::QUERY_RETRIEVE_LEVEL, VR::CS, level);
+        for (tag, vr, value) in &found.keys {
+            put(&mut identifier, *tag, *vr, value);
+        }
+        put(&mut identifier, key, vr, "");
+        if image {
+            put(&mut identifier, tags::SOP_CLASS_UID, VR::UI, "");
+        }
+        let mut first = None;
+        assoc
+            .find(class, &identifier, |m| {
+                if first.is_none() {
+                    first = text(&m, key).map(|value| (value, text(&m, tags::SOP_CLASS_UID)));
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let (value, sop_class) = first.ok_or_else(|| format!("no match at {level} level"))?;
+        found.keys.push((key, vr, value));
+        if image {
+            found.sop_class = sop_class;
+        }
+    }
+    Ok(found)
+}
+
 /// A retrieval identifier naming a study that does not exist, so nothing can match.
 fn made_up_study() -> InMemDicomObject {
     let mut identifier = InMemDicomObject::new_empty();
@@ -536,12 +690,10 @@ fn made_up_study() -> InMemDicomObject {
 
 /// A C-GET of a study that does not exist: a server that refuses retrieval to unknown peers
 /// says so; one that serves them answers success with no sub-operations. No storage context
-/// was proposed with the SCP role, so no object could arrive; the directory is only there
-/// because the client needs one, and is removed.
+/// was proposed with the SCP role, so no object can arrive; one that did would be dropped.
 async fn get_nothing(assoc: &mut ClientAssociation<BoxIo>, class: &str) -> Result<u16, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     assoc
-        .get(class, &made_up_study(), dir.path(), |_| {})
+        .get_streaming(class, &made_up_study(), |_, _| {}, |_| {})
         .await
         .map(|p| p.status)
         .map_err(|e| e.to_string())

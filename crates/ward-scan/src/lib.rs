@@ -118,7 +118,8 @@ impl Target {
 /// How to scan.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// Also try writing (C-STORE of a synthetic object and an overwrite of it).
+    /// Also retrieve one instance a C-FIND listed, and try writing (C-STORE of a synthetic
+    /// object and an overwrite of it; STOW-RS of one with an `MZ` preamble).
     pub intrusive: bool,
     /// AE titles to try besides the built-in list of well-known defaults.
     pub extra_titles: Vec<String>,

@@ -57,6 +57,7 @@ pub enum Check {
     DicomFindOpen,
     DicomFindExposesData,
     DicomGetOpen,
+    DicomGetRetrievesData,
     DicomMoveOpen,
     DicomStoreOpen,
     DicomStoreAccepted,
@@ -69,11 +70,15 @@ pub enum Check {
     WebOrthancRestOpen,
     WebDefaultCredentials,
     WebCorsAnyOrigin,
+    WebWadoUriOpen,
+    WebWadoUriRetrievesData,
+    WebStowAccepted,
+    WebStowPreambleKept,
 }
 
 impl Check {
     /// Every check, in catalogue order.
-    pub const ALL: [Check; 37] = [
+    pub const ALL: [Check; 42] = [
         Check::ScanFailed,
         Check::DimsePlaintext,
         Check::TlsInfo,
@@ -99,6 +104,7 @@ impl Check {
         Check::DicomFindOpen,
         Check::DicomFindExposesData,
         Check::DicomGetOpen,
+        Check::DicomGetRetrievesData,
         Check::DicomMoveOpen,
         Check::DicomStoreOpen,
         Check::DicomStoreAccepted,
@@ -111,6 +117,10 @@ impl Check {
         Check::WebOrthancRestOpen,
         Check::WebDefaultCredentials,
         Check::WebCorsAnyOrigin,
+        Check::WebWadoUriOpen,
+        Check::WebWadoUriRetrievesData,
+        Check::WebStowAccepted,
+        Check::WebStowPreambleKept,
     ];
 
     /// The stable id, and the severity this check always carries.
@@ -150,6 +160,7 @@ impl Check {
             Check::DicomFindOpen => ("dicom-find-open", Medium),
             Check::DicomFindExposesData => ("dicom-find-exposes-data", Critical),
             Check::DicomGetOpen => ("dicom-get-open", High),
+            Check::DicomGetRetrievesData => ("dicom-get-retrieves-data", Critical),
             Check::DicomMoveOpen => ("dicom-move-open", Medium),
             Check::DicomStoreOpen => ("dicom-store-open", Medium),
             Check::DicomStoreAccepted => ("dicom-store-accepted", High),
@@ -162,6 +173,10 @@ impl Check {
             Check::WebOrthancRestOpen => ("web-orthanc-rest-open", High),
             Check::WebDefaultCredentials => ("web-default-credentials", Critical),
             Check::WebCorsAnyOrigin => ("web-cors-any-origin", Medium),
+            Check::WebWadoUriOpen => ("web-wado-uri-open", High),
+            Check::WebWadoUriRetrievesData => ("web-wado-uri-retrieves-data", Critical),
+            Check::WebStowAccepted => ("web-stow-accepted", Critical),
+            Check::WebStowPreambleKept => ("web-stow-preamble-kept", High),
         }
     }
 
@@ -286,6 +301,11 @@ impl Check {
                 "C-GET is served to unknown peers",
                 "C-GET needs no inbound port: serve it only to authenticated peers.",
             ),
+            Check::DicomGetRetrievesData => (
+                "Images are retrievable by an unknown peer",
+                "Stop the exposure now: serve C-GET and C-MOVE only to registered, authenticated \
+                 peers and review access logs for past retrievals.",
+            ),
             Check::DicomMoveOpen => (
                 "C-MOVE to an unknown destination is not refused",
                 "Serve C-MOVE only to registered peers and move only to registered destinations \
@@ -334,6 +354,27 @@ impl Check {
             Check::WebCorsAnyOrigin => (
                 "CORS reflects any origin",
                 "Allow only the origins of your own viewers.",
+            ),
+            Check::WebWadoUriOpen => (
+                "WADO-URI answers without authentication",
+                "Require authentication on WADO-URI as on every DICOMweb endpoint, or turn it \
+                 off: anyone holding an object's UIDs (from a link, a report, a log) gets it.",
+            ),
+            Check::WebWadoUriRetrievesData => (
+                "WADO-URI returns DICOM objects without authentication",
+                "Stop the exposure now: require authentication on WADO-URI and review access \
+                 logs for past retrievals.",
+            ),
+            Check::WebStowAccepted => (
+                "STOW-RS stores objects sent without authentication",
+                "Require authentication on STOW-RS. ward audit cannot delete what it stored: \
+                 delete the probe object (patient WARD^AUDIT^PROBE) yourself.",
+            ),
+            Check::WebStowPreambleKept => (
+                "Stored objects are served back with the sender's preamble",
+                "Replace the 128-byte preamble of received objects with zeros (PS3.10 7.1 lets \
+                 the receiver do so), so that no stored file is also an executable \
+                 (CVE-2019-11687); delete the probe object (patient WARD^AUDIT^PROBE) yourself.",
             ),
         }
     }

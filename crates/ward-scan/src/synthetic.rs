@@ -7,6 +7,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use ward_dimse::negotiation::EXPLICIT_VR_LE;
+use ward_types::Uid;
 
 pub(crate) const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 pub(crate) const PATIENT_NAME: &str = "WARD^AUDIT^PROBE";
@@ -14,8 +15,8 @@ pub(crate) const PATIENT_NAME: &str = "WARD^AUDIT^PROBE";
 /// One probe object's identity; `variant` changes its pixels, not its UIDs.
 pub(crate) struct ProbeObject {
     pub(crate) sop_instance: String,
-    study: String,
-    series: String,
+    pub(crate) study: String,
+    pub(crate) series: String,
 }
 
 impl ProbeObject {
@@ -73,6 +74,25 @@ impl ProbeObject {
         let mut out = Vec::new();
         obj.write_dataset_with_ts(&mut out, ts)
             .map_err(|e| format!("cannot encode the probe object: {e}"))?;
+        Ok(out)
+    }
+
+    /// The object as a Part 10 file whose preamble starts with `MZ`, as a DOS or Windows
+    /// executable's header does: a server that keeps preambles serves such a file back as a
+    /// DICOM/executable polyglot (CVE-2019-11687). The preamble travels only in Part 10 files,
+    /// as STOW-RS sends them; C-STORE carries the data set alone.
+    pub(crate) fn part10_mz(&self) -> Result<Vec<u8>, String> {
+        let uid = |s: &str| Uid::parse(s).map_err(|e| format!("{s}: {e}"));
+        let mut out = Vec::new();
+        ward_dicom::write_part10_header(
+            &mut out,
+            &uid(SECONDARY_CAPTURE)?,
+            &uid(&self.sop_instance)?,
+            &uid(EXPLICIT_VR_LE)?,
+        )
+        .map_err(|e| format!("cannot write the Part 10 header: {e}"))?;
+        out[..2].copy_from_slice(b"MZ");
+        out.extend(self.dataset(0)?);
         Ok(out)
     }
 }

@@ -1,19 +1,24 @@
 //! The web side of a scan (step 9): plain HTTP, unauthenticated QIDO-RS on the usual roots,
-//! Orthanc's REST API and its default account, CORS. Answers are counted, never kept: a JSON
-//! array is read as a number of ignored elements.
+//! WADO-URI, Orthanc's REST API and its default account, CORS; with `--intrusive`, STOW-RS of a
+//! synthetic object with an `MZ` preamble and what WADO gives of it back. Answers are counted,
+//! never kept: a JSON array is read as a number of ignored elements, a DICOM object as its size
+//! and the first bytes of its preamble.
 
 use base64::Engine as _;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::classify::{Cors, WebAnswer, WebObservations, WebProbe, classify_tls, classify_web};
+use crate::classify::{
+    Cors, Part10, WebAnswer, WebObservations, WebProbe, classify_tls, classify_web, is_success,
+};
 use crate::pace::Pacer;
 use crate::report::Finding;
+use crate::synthetic::ProbeObject;
 use crate::tls::{Connector, TlsClient};
 use crate::{ScanError, ScanOptions, Scheme, Target};
 
@@ -25,6 +30,18 @@ const QIDO_ROOTS: &[&str] = &[
     "/rs",
     "/dcm4chee-arc/aets/DCM4CHEE/rs",
 ];
+
+/// Paths at which PACS products serve WADO-URI (Orthanc's DICOMweb plugin at `/wado`).
+const WADO_URI_PATHS: &[&str] = &[
+    "/wado",
+    "/dicom-web/wado",
+    "/orthanc/wado",
+    "/dcm4chee-arc/aets/DCM4CHEE/wado",
+];
+
+const JSON: &str = "application/dicom+json, application/json";
+const DICOM: &str = "application/dicom";
+const MULTIPART_DICOM: &str = "multipart/related; type=\"application/dicom\"";
 
 /// Largest body read; a bigger answer is counted as what fits.
 const MAX_BODY: usize = 1 << 20;
@@ -49,6 +66,18 @@ struct Client<'a> {
 
 impl Client<'_> {
     async fn get(&self, path: &str, basic: Option<&str>) -> Result<Answer, String> {
+        self.request(Method::GET, path, JSON, basic, None).await
+    }
+
+    /// One request on its own connection; `body` is a content type and the bytes.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        accept: &str,
+        basic: Option<&str>,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<Answer, String> {
         let io = self
             .connector
             .open(self.pacer)
@@ -58,18 +87,25 @@ impl Client<'_> {
             .await
             .map_err(|e| e.to_string())?;
         let driver = tokio::spawn(connection);
-        let mut request = Request::get(path)
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
             .header(header::HOST, &self.host)
-            .header(header::ACCEPT, "application/dicom+json, application/json")
+            .header(header::ACCEPT, accept)
             .header(header::ORIGIN, &self.origin)
             .header(header::USER_AGENT, "ward-audit");
         if let Some(credentials) = basic {
             let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
             request = request.header(header::AUTHORIZATION, format!("Basic {encoded}"));
         }
-        let request = request
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+        let body = match body {
+            Some((content_type, bytes)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Bytes::new(),
+        };
+        let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
         let result = async {
             let response: Response<_> =
                 tokio::time::timeout(self.timeout, sender.send_request(request))
@@ -121,6 +157,16 @@ struct OrthancSystem {
     version: Option<String>,
 }
 
+/// The first Part 10 object in a body (a whole response or one part of a multipart one): "DICM"
+/// with 128 bytes of preamble before it.
+fn part10(body: &[u8]) -> Option<Part10> {
+    let at = (128..body.len().saturating_sub(3)).find(|&i| &body[i..i + 4] == b"DICM")?;
+    Some(Part10 {
+        body_bytes: body.len(),
+        mz_preamble: body[at - 128..].starts_with(b"MZ"),
+    })
+}
+
 fn answer(probe: WebProbe, a: &Answer) -> WebAnswer {
     let version = match probe {
         WebProbe::OrthancSystem | WebProbe::DefaultCredentials if a.status == 200 => {
@@ -130,6 +176,10 @@ fn answer(probe: WebProbe, a: &Answer) -> WebAnswer {
         }
         _ => None,
     };
+    let retrieves = matches!(
+        probe,
+        WebProbe::WadoUri(_) | WebProbe::WadoRsProbe(_) | WebProbe::WadoUriProbe(_)
+    );
     WebAnswer {
         probe,
         status: a.status,
@@ -137,7 +187,100 @@ fn answer(probe: WebProbe, a: &Answer) -> WebAnswer {
         cors: a.cors,
         server: a.server.clone(),
         version,
+        part10: part10(&a.body).filter(|_| retrieves),
     }
+}
+
+/// A WADO-URI request (PS3.18 9) for one object as Part 10.
+fn wado_uri_request(path: &str, study: &str, series: &str, object: &str) -> String {
+    format!(
+        "{path}?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={object}\
+         &contentType=application/dicom"
+    )
+}
+
+/// WADO-URI at the usual paths for made-up UIDs, after a made-up path with the same query, so
+/// that an answer can be told from the server's answer to anything unknown.
+async fn wado_uri(client: &Client<'_>, obs: &mut WebObservations) {
+    let unknown = format!("/ward-audit-{:016x}", rand::random::<u64>());
+    for (probe, path) in std::iter::once((WebProbe::UnknownPath, unknown.as_str())).chain(
+        WADO_URI_PATHS
+            .iter()
+            .map(|p| (WebProbe::WadoUri((*p).to_owned()), *p)),
+    ) {
+        let uri = wado_uri_request(path, "1.2.3", "1.2.3", "1.2.3");
+        if let Ok(a) = client.request(Method::GET, &uri, DICOM, None, None).await {
+            obs.answers.push(answer(probe, &a));
+        }
+    }
+}
+
+/// `--intrusive`: STOW-RS of the probe object, with an `MZ` preamble, to the first root that
+/// takes it; then WADO-RS and WADO-URI of it, to see whether the preamble comes back and
+/// whether objects come back without credentials. Roots whose QIDO answered 404 are skipped:
+/// nothing DICOMweb lives there, and every accepted POST leaves one more object to delete.
+async fn write_probe(client: &Client<'_>, obs: &mut WebObservations) -> Result<(), String> {
+    let object = ProbeObject::new();
+    let boundary = format!("ward-audit-{:016x}", rand::random::<u64>());
+    let mut body = format!("--{boundary}\r\nContent-Type: {DICOM}\r\n\r\n").into_bytes();
+    body.extend(object.part10_mz()?);
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let body = Bytes::from(body);
+    let content_type = format!("{MULTIPART_DICOM}; boundary={boundary}");
+    let roots: Vec<String> = obs
+        .answers
+        .iter()
+        .filter_map(|a| match &a.probe {
+            WebProbe::Qido(root) if a.status != 404 => Some(root.clone()),
+            _ => None,
+        })
+        .collect();
+    for root in roots {
+        let stow = WebProbe::Stow {
+            root: root.clone(),
+            study: object.study.clone(),
+        };
+        let Ok(a) = client
+            .request(
+                Method::POST,
+                &format!("{root}/studies"),
+                JSON,
+                None,
+                Some((&content_type, body.clone())),
+            )
+            .await
+        else {
+            continue;
+        };
+        obs.answers.push(answer(stow, &a));
+        if !is_success(a.status) {
+            continue;
+        }
+        let instance = format!(
+            "{root}/studies/{}/series/{}/instances/{}",
+            object.study, object.series, object.sop_instance
+        );
+        if let Ok(a) = client
+            .request(Method::GET, &instance, MULTIPART_DICOM, None, None)
+            .await
+        {
+            obs.answers
+                .push(answer(WebProbe::WadoRsProbe(root.clone()), &a));
+        }
+        for path in WADO_URI_PATHS {
+            let uri = wado_uri_request(path, &object.study, &object.series, &object.sop_instance);
+            if let Ok(a) = client.request(Method::GET, &uri, DICOM, None, None).await {
+                let got = answer(WebProbe::WadoUriProbe((*path).to_owned()), &a);
+                let found = got.part10.is_some();
+                obs.answers.push(got);
+                if found {
+                    break;
+                }
+            }
+        }
+        break;
+    }
+    Ok(())
 }
 
 /// Scans an `http://` or `https://` target.
@@ -194,6 +337,12 @@ pub(crate) async fn scan(
     }
     if let Ok(a) = client.get("/patients", None).await {
         obs.answers.push(answer(WebProbe::OrthancPatients, &a));
+    }
+    wado_uri(&client, &mut obs).await;
+    if options.intrusive {
+        write_probe(&client, &mut obs)
+            .await
+            .map_err(ScanError::Setup)?;
     }
     findings.extend(classify_web(&obs));
     Ok(findings)

@@ -23,8 +23,9 @@ pub struct ScanArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Also try writing: C-STORE a synthetic object (patient WARD^AUDIT^PROBE) and a
-    /// different object under the same UID. Changes the archive under test.
+    /// Also retrieve and write: C-GET one instance a C-FIND listed (counted, then dropped);
+    /// C-STORE a synthetic object (patient WARD^AUDIT^PROBE) and a different object under the
+    /// same UID; STOW-RS one with an MZ preamble. Changes the archive under test.
     #[arg(long)]
     intrusive: bool,
     /// A file of AE titles to try besides the built-in well-known ones (one a line).

@@ -246,6 +246,50 @@ fn orthanc_with_its_shipped_defaults() {
 }
 
 #[test]
+fn orthanc_with_its_dicomweb_plugin_written_to() {
+    let plugin = Path::new("/usr/share/orthanc/plugins/libOrthancDicomWeb.so");
+    assert!(
+        plugin.exists(),
+        "Orthanc's DICOMweb plugin is missing: the test command installs it (Debian package \
+         orthanc-dicomweb)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_orthanc, _, http_port) = orthanc(dir.path(), serde_json::json!({ "Plugins": [plugin] }));
+    let open = [
+        "web-plain-http",
+        "web-fingerprint",
+        "web-qido-open",
+        "web-orthanc-rest-open",
+    ];
+    // The plugin's WADO-URI answers 404 for an unknown object, as Orthanc does for any unknown
+    // path: without an object to ask for, nothing tells it apart.
+    let audit = Audit::run(&[&http(http_port)]);
+    audit.assert_ids(0, &open);
+    // With --intrusive: anyone may store, and the file comes back as sent, MZ preamble and all,
+    // by WADO-RS and by WADO-URI.
+    let audit = Audit::run(&["--intrusive", &http(http_port)]);
+    audit.assert_ids(
+        0,
+        &with(
+            &open,
+            &[
+                "web-stow-accepted",
+                "web-stow-preamble-kept",
+                "web-wado-uri-retrieves-data",
+            ],
+        ),
+    );
+    assert_eq!(audit.max_severity(), "critical");
+    // One probe object was stored, and only one.
+    let audit = Audit::run(&[&http(http_port)]);
+    assert!(
+        audit.stdout.contains("GET /patients: 1 patient(s)"),
+        "{}",
+        audit.stdout
+    );
+}
+
+#[test]
 fn orthanc_restricted_to_declared_modalities() {
     let dir = tempfile::tempdir().unwrap();
     let (_orthanc, dicom_port, http_port) = orthanc(
@@ -477,21 +521,30 @@ fn assert_no_phi(audit: &Audit) {
 fn pynetdicom_accepting_any_title() {
     let (_scp, port) = pynetdicom("accept-any");
     assert_eq!(dicom_ping(port), Ping::AnyAetAccepted);
-    let audit = Audit::run(&[&dicom(port)]);
-    audit.assert_ids(
-        0,
-        &with(
-            OPEN_PLAIN,
-            &[
-                "dicom-any-called-ae",
-                "dicom-any-calling-ae",
-                "dicom-echo-open",
-                "dicom-find-exposes-data",
-                "dicom-store-open",
-            ],
-        ),
+    let open = with(
+        OPEN_PLAIN,
+        &[
+            "dicom-any-called-ae",
+            "dicom-any-calling-ae",
+            "dicom-echo-open",
+            "dicom-find-exposes-data",
+            "dicom-get-open",
+            "dicom-store-open",
+        ],
     );
+    let audit = Audit::run(&[&dicom(port)]);
+    audit.assert_ids(0, &open);
     assert_eq!(audit.max_severity(), "critical");
+    assert_no_phi(&audit);
+
+    // With --intrusive the one instance the C-FIND led to is fetched, counted and dropped.
+    let audit = Audit::run(&["--intrusive", &dicom(port)]);
+    audit.assert_ids(0, &with(&open, &["dicom-get-retrieves-data"]));
+    assert!(
+        audit.stdout.contains("brought 1 data set(s)"),
+        "{}",
+        audit.stdout
+    );
     assert_no_phi(&audit);
 }
 
@@ -581,6 +634,19 @@ fn ward_with_its_defaults() {
     audit.assert_ids(2, &["dimse-plaintext", "dicom-closed", "dicom-backoff"]);
     assert!(
         ["info", "low"].contains(&audit.max_severity().as_str()),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(audit.code, 0);
+
+    // Without a token, STOW-RS is refused and WADO-URI is not there: no write exposure.
+    let audit = Audit::run(&[
+        "--intrusive",
+        &format!("https://127.0.0.1:{}", server.https_port),
+    ]);
+    audit.assert_ids(0, &["tls-info", "web-auth-required"]);
+    assert!(
+        audit.stdout.contains("request(s) answered 401/403"),
         "{}",
         audit.stdout
     );
