@@ -96,6 +96,46 @@ def test_files(out):
     return n
 
 
+# The boundary of the stow target's requests (fuzz/src/seeds.rs, STOW_BOUNDARY).
+STOW_BOUNDARY = b"WardFuzzBoundary"
+
+
+def multipart(files, closed=True):
+    """A STOW-RS body with one application/dicom part per file."""
+    body = b""
+    for f in files:
+        body += b"--" + STOW_BOUNDARY + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n"
+    if closed:
+        body += b"--" + STOW_BOUNDARY + b"--\r\n"
+    return body
+
+
+def stow(out):
+    """pydicom's test files as STOW-RS bodies, as they are on disk (a sender's own preamble and
+    meta group): one part each, the small ones together, and cut short or left unclosed."""
+    folder = os.path.dirname(pydicom.data.get_testdata_file("CT_small.dcm"))
+    files = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and os.path.getsize(path) < 40 * 1024:
+            with open(path, "rb") as f:
+                raw = f.read()
+            if raw[128:132] == b"DICM":
+                files.append((name.rsplit(".", 1)[0], raw))
+    n = 0
+    for stem, raw in files:
+        n += write(out, "stow", "pydicom-" + stem, 0, multipart([raw]))
+    small = [raw for _, raw in files if len(raw) < 8 * 1024][:4]
+    if small:
+        n += write(out, "stow", "pydicom-several", 0, multipart(small))
+        # Bit 0: posted to a study's URL, which none of these belong to; bits 1-3: chunked.
+        n += write(out, "stow", "pydicom-several-study-chunked", 0x01 | 0x06, multipart(small))
+        whole = multipart(small[:1])
+        n += write(out, "stow", "pydicom-cut", 0, whole[: len(whole) // 2])
+        n += write(out, "stow", "pydicom-unclosed", 0, multipart(small[:2], closed=False))
+    return n
+
+
 def encode(ds, ts):
     """A data set in transfer syntax `ts`, as pydicom writes it."""
     if ts == DEFLATED:
@@ -240,7 +280,7 @@ def network(out):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "seeds")
-    total = test_files(out) + query(out)
+    total = test_files(out) + query(out) + stow(out)
     try:
         total += network(out)
     except Exception as e:  # a pynetdicom API change must not stop the other seeds

@@ -59,12 +59,8 @@ fn warm_up() {
     let _ = parse_search(Level::Study, None, None, "PatientName=A*&includefield=all");
 }
 
-fn seeds() -> Vec<Vec<u8>> {
-    ward_fuzz::seeds::qido()
-}
-
 fuzz_target!(
-    init: ward_fuzz::init("qido", seeds, warm_up),
+    init: ward_fuzz::init("qido", ward_fuzz::seeds::qido, warm_up),
     |data: &[u8]| {
         let Some((&config, bytes)) = data.split_first() else {
             return;

@@ -320,3 +320,207 @@ fn rle_image() -> Vec<u8> {
     out.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
     out
 }
+
+/// `qido`: the matching table's queries at the study, series and image levels, written as
+/// QIDO-RS parameters (`ggggeeee=value`, `ssssssss.ggggeeee=value` for a sequence item's key,
+/// UID lists comma-separated), and the query strings PS3.18's examples and viewers send.
+pub fn qido() -> Vec<Vec<u8>> {
+    use ward_query::Level;
+    use ward_query::conformance::CaseKey;
+
+    // Configuration bytes of the `qido` target: route (bits 0–2), percent-encoded (bit 3),
+    // path UIDs from the input (bit 4).
+    let route = |level: Level| match level {
+        Level::Patient | Level::Study => 0u8,
+        Level::Series => 4,
+        Level::Image => 5,
+    };
+    let hex = |tag: (u16, u16)| format!("{:04X}{:04X}", tag.0, tag.1);
+    let text = |value: &str, vr: &dyn std::fmt::Debug| {
+        if format!("{vr:?}") == "UI" {
+            value.replace('\\', ",")
+        } else {
+            value.to_owned()
+        }
+    };
+    let mut out = Vec::new();
+    for case in ward_query::conformance::cases() {
+        if case.model != QueryModel::StudyRoot {
+            continue;
+        }
+        let mut params = Vec::new();
+        for key in &case.keys {
+            match key {
+                CaseKey::Value(tag, vr, value) => {
+                    params.push(format!("{}={}", hex((tag.0, tag.1)), text(value, vr)))
+                }
+                CaseKey::Item(outer, keys) => {
+                    for (tag, vr, value) in keys {
+                        params.push(format!(
+                            "{}.{}={}",
+                            hex((outer.0, outer.1)),
+                            hex((tag.0, tag.1)),
+                            text(value, vr)
+                        ));
+                    }
+                }
+            }
+        }
+        let query = params.join("&");
+        out.push(with_config(route(case.level), query.as_bytes()));
+        out.push(with_config(route(case.level) | 0x08, query.as_bytes()));
+    }
+    let examples: &[(u8, &str)] = &[
+        (0, "PatientID=11235813&StudyDate=20130509"),
+        (
+            0,
+            "PatientName=DOE%5EJ*&limit=25&offset=50&fuzzymatching=true",
+        ),
+        (
+            0,
+            "StudyDate=20200101-20241231&ModalitiesInStudy=CT&includefield=all",
+        ),
+        (
+            0,
+            "AccessionNumber=A%3F12*&includefield=00081030,StudyDescription,PatientAge",
+        ),
+        (
+            0,
+            "ProcedureCodeSequence.CodeValue=T-1234&PatientID=PAT-001",
+        ),
+        (
+            1,
+            "Modality=MR&SeriesNumber=3&includefield=BodyPartExamined",
+        ),
+        (2, "SOPClassUID=1.2.840.10008.5.1.4.1.1.2&InstanceNumber=1"),
+        (3, "includefield=all&limit=1"),
+        (
+            4,
+            "StudyInstanceUID=1.2.3.4,1.2.3.5&SeriesInstanceUID=1.2.3.4.1",
+        ),
+        (5, "SeriesInstanceUID=1.2.3.4.1&SOPInstanceUID=1.2.3.4.1.1"),
+        (0x11, "1.2.3.4/1.2.3.4.1?PatientName=*"),
+        (0x13, "1.2.3.4/1.2.3.4.1?SOPInstanceUID=1.2.3&limit=10"),
+        (
+            0x08,
+            "PatientName=M\u{fc}ller^J\u{fc}rgen&PatientBirthDate=-19700101",
+        ),
+        (0, "0020000D=&00100010=*&00080061=CT%5CMR"),
+    ];
+    for (config, query) in examples {
+        out.push(with_config(*config, query.as_bytes()));
+    }
+    out
+}
+
+/// The boundary the `stow` target's requests declare.
+pub const STOW_BOUNDARY: &str = "WardFuzzBoundary";
+
+/// A STOW-RS body: one part per `(content type, bytes)`, `None` for a part without headers,
+/// closed by the final delimiter when `closed`.
+pub fn multipart(parts: &[(Option<&str>, &[u8])], closed: bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (content_type, bytes) in parts {
+        body.extend_from_slice(format!("--{STOW_BOUNDARY}\r\n").as_bytes());
+        if let Some(content_type) = content_type {
+            body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    if closed {
+        body.extend_from_slice(format!("--{STOW_BOUNDARY}--\r\n").as_bytes());
+    }
+    body
+}
+
+/// The study the `stow` target posts to when its configuration byte's bit 0 is set: the
+/// matching table's first study.
+pub fn stow_study() -> &'static str {
+    ward_query::conformance::corpus()[0].study_instance_uid
+}
+
+/// The matching table's objects as Part 10 files, as a modality sends them over STOW-RS.
+pub fn part10_objects() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, instance) in ward_query::conformance::corpus().iter().take(6).enumerate() {
+        let syntax = match i % 3 {
+            0 => ts::EXPLICIT_LE,
+            1 => ts::IMPLICIT_LE,
+            _ => ts::DEFLATED_LE,
+        };
+        let explicit = instance.dataset_bytes(ts::EXPLICIT_LE);
+        let dataset = match syntax {
+            ts::DEFLATED_LE => deflate(&explicit),
+            ts::IMPLICIT_LE => instance.dataset_bytes(ts::IMPLICIT_LE),
+            _ => explicit,
+        };
+        let uid = |s: &str| ward_types::Uid::parse(s).expect("the matching table's UIDs are valid");
+        let mut file = Vec::new();
+        ward_dicom::write_part10_header(
+            &mut file,
+            &uid(instance.sop_class_uid),
+            &uid(instance.sop_instance_uid),
+            &uid(syntax),
+        )
+        .expect("writes to a Vec succeed");
+        file.extend_from_slice(&dataset);
+        out.push(file);
+    }
+    out
+}
+
+/// `stow`: bodies of one and several parts of the matching table's objects, posted to
+/// `/studies` and to their study's URL, whole and in small chunks; parts without headers, of
+/// another media type, twice the same object; and bodies cut short, unclosed or empty.
+/// Configuration byte: bit 0 posts to the study's URL, bits 1–3 choose the chunk size, bit 4
+/// takes the Content-Type from the input's first line (see the target).
+pub fn stow() -> Vec<Vec<u8>> {
+    const DICOM: Option<&str> = Some("application/dicom");
+    let files = part10_objects();
+    let mut out = Vec::new();
+    for file in &files {
+        out.push(with_config(0, &multipart(&[(DICOM, file)], true)));
+    }
+    let all: Vec<_> = files.iter().map(|f| (DICOM, &f[..])).collect();
+    let body = multipart(&all, true);
+    for config in [0x00, 0x01, 0x02, 0x0B, 0x0E] {
+        out.push(with_config(config, &body));
+    }
+    out.push(with_config(
+        0,
+        &multipart(&[(None, &files[0]), (DICOM, &files[0])], true),
+    ));
+    out.push(with_config(
+        0,
+        &multipart(&[(DICOM, &files[1]), (Some("text/plain"), b"hello")], true),
+    ));
+    out.push(with_config(
+        0,
+        &multipart(&[(Some("text/plain"), b"hello")], true),
+    ));
+    out.push(with_config(0, &multipart(&[(DICOM, &files[2])], false)));
+    let cut = multipart(&[(DICOM, &files[0])], true);
+    out.push(with_config(0, &cut[..cut.len() / 2]));
+    out.push(with_config(0, &cut[..200]));
+    out.push(with_config(0, &multipart(&[], true)));
+    out.push(with_config(0, &multipart(&[(DICOM, b"")], true)));
+    let mut preamble = b"a preamble to ignore\r\n".to_vec();
+    preamble.extend(multipart(&[(DICOM, &files[3])], true));
+    preamble.extend_from_slice(b"an epilogue\r\n");
+    out.push(with_config(0x06, &preamble));
+    // Over the target's body limit (48 KiB): a stored part, then one too large; whole (with
+    // its length) and streamed.
+    let mut large = files[5].clone();
+    large.resize(50 << 10, 0);
+    let oversized = multipart(&[(DICOM, &files[5]), (DICOM, &large)], true);
+    out.push(with_config(0x00, &oversized));
+    out.push(with_config(0x0C, &oversized));
+    let mut typed =
+        format!("multipart/related; type=\"application/dicom\"; boundary=\"{STOW_BOUNDARY}\"\n")
+            .into_bytes();
+    typed.extend(multipart(&[(DICOM, &files[4])], true));
+    out.push(with_config(0x10, &typed));
+    out
+}
