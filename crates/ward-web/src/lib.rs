@@ -23,7 +23,6 @@ use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Method, Request};
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use ward_auth::throttle::Budget;
@@ -150,7 +149,6 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/series", get(qido::all_series))
         .route("/instances", get(qido::all_instances));
     let cors = cors(&state.policy.cors_allowed_origins);
-    let body_limit = usize::try_from(state.policy.max_body_bytes).unwrap_or(usize::MAX);
     let timeout = state.policy.request_timeout;
     let app = Router::new()
         .route("/health", get(health))
@@ -158,7 +156,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .nest("/dicom-web", dicomweb)
         .nest("/api", admin::router())
         .with_state(Arc::clone(&state))
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            refuse_oversized,
+        ))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
@@ -203,6 +204,29 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 axum::http::header::CONTENT_TYPE,
             ]),
     )
+}
+
+/// Refuses a declared body over `web.max_body_bytes` before any of it is read, with Ward's own
+/// JSON error. Bodies without a declared length are bounded where they are read: STOW-RS by its
+/// multipart parser's stream limit (413, or reason A700 for the unread rest), the JSON and
+/// form routes by axum's extractor limit.
+async fn refuse_oversized(
+    axum::extract::State(state): axum::extract::State<Arc<WebState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > state.policy.max_body_bytes) {
+        return axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge(format!(
+            "the body is larger than {} bytes",
+            state.policy.max_body_bytes
+        )));
+    }
+    next.run(request).await
 }
 
 async fn health() -> &'static str {
