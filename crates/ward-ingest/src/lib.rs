@@ -188,13 +188,17 @@ impl Ingest {
         let name = format!("{}.part", hex::encode(rand::random::<[u8; 16]>()));
         let path = self.spool_dir.join(name);
         let guard = SpoolGuard(Some(path.clone()));
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode_owner_only()
             .open(&path)
             .await
             .map_err(IngestError::internal)?;
+        // Peers send a data set in PDVs of 16 KiB (DCMTK's default) or HTTP chunks of a few
+        // KiB; every write to a tokio file is a hand-over to the blocking pool, so they are
+        // gathered first.
+        let mut file = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
         file.write_all(&header)
             .await
             .map_err(IngestError::internal)?;
@@ -502,6 +506,9 @@ impl Ingest {
     }
 }
 
+/// Bytes of an incoming object gathered before each write to its spool file.
+const SPOOL_BUFFER: usize = 256 * 1024;
+
 /// Objects up to this size are converted or decoded in memory when a peer did not accept the
 /// transfer syntax they are stored in; larger ones are sent only as stored.
 pub const CONVERT_LIMIT: u64 = ward_dicom::MAX_IN_MEMORY_LEN;
@@ -657,7 +664,7 @@ impl OwnerOnly for tokio::fs::OpenOptions {
 pub struct SpoolWriter {
     ingest: Arc<Ingest>,
     request: StoreRequest,
-    file: tokio::fs::File,
+    file: tokio::io::BufWriter<tokio::fs::File>,
     hasher: Sha256,
     dataset_offset: u64,
     dataset_len: u64,

@@ -19,8 +19,6 @@ use crate::{WebState, media};
 /// The most a part's head can need before its data set starts: preamble, "DICM", the group
 /// length element and the largest meta group Ward reads.
 const HEAD_LEN: usize = 128 + 4 + 12 + ward_dicom::MAX_META_GROUP_LEN as usize;
-/// Bytes gathered before each write to the spool.
-const SPOOL_WRITE: usize = 256 * 1024;
 /// Failure reason for an instance of another study than the URL's (PS3.18 Table 10.5.3-1).
 const STUDY_MISMATCH: u16 = 0xA900;
 
@@ -266,26 +264,16 @@ async fn receive_part(
     if let Err(e) = writer.write(head.get(offset..).unwrap_or_default()).await {
         return failed(failure_reason(&e));
     }
-    // The body arrives in chunks of a few KiB; the spool is written in larger pieces, since each
-    // write is a hand-over to the blocking pool.
-    let mut pending = Vec::with_capacity(SPOOL_WRITE);
     loop {
         match field.chunk().await {
             Ok(Some(chunk)) => {
-                pending.extend_from_slice(&chunk);
-                if pending.len() >= SPOOL_WRITE {
-                    if let Err(e) = writer.write(&pending).await {
-                        return failed(failure_reason(&e));
-                    }
-                    pending.clear();
+                if let Err(e) = writer.write(&chunk).await {
+                    return failed(failure_reason(&e));
                 }
             }
             Ok(None) => break,
             Err(_) => return failed(0xC000),
         }
-    }
-    if let Err(e) = writer.write(&pending).await {
-        return failed(failure_reason(&e));
     }
     // A task of its own: it finishes (stored and recorded, or refused) even if the client goes
     // away before the answer.
