@@ -522,6 +522,141 @@ pub struct TlsObservations {
     /// For DICOM: whether a client certificate is needed (`None` for HTTPS, where it is not
     /// expected).
     pub client_cert: Option<ClientCertPolicy>,
+    /// The offers of what BCP 195 forbids or discourages, one connection each.
+    pub legacy: Vec<LegacyProbe>,
+}
+
+/// One ClientHello offering what rustls cannot: an old version, or TLS 1.2 with one group of
+/// suites outside RFC 9325's recommendations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyOffer {
+    /// TLS 1.0 with every suite below.
+    Tls10,
+    /// TLS 1.1 with every suite below.
+    Tls11,
+    /// TLS 1.2 with NULL, export, RC4, DES, 3DES and anonymous suites.
+    Tls12Broken,
+    /// TLS 1.2 with RSA key transport suites (no forward secrecy), CBC and GCM.
+    Tls12StaticRsa,
+    /// TLS 1.2 with ECDHE and DHE suites in CBC mode (forward secret, not AEAD).
+    Tls12Cbc,
+}
+
+impl LegacyOffer {
+    fn label(self) -> &'static str {
+        match self {
+            LegacyOffer::Tls10 => "TLS 1.0",
+            LegacyOffer::Tls11 => "TLS 1.1",
+            LegacyOffer::Tls12Broken => "TLS 1.2 with NULL/export/RC4/DES/3DES/anonymous suites",
+            LegacyOffer::Tls12StaticRsa => "TLS 1.2 with RSA key transport suites",
+            LegacyOffer::Tls12Cbc => "TLS 1.2 with ECDHE/DHE CBC suites",
+        }
+    }
+}
+
+/// What is wrong with a suite a server chose, in RFC 9325's terms (§4.1, §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuiteKind {
+    /// Must not be negotiated at all: no encryption, under 128 bits, RC4, or no server
+    /// authentication. The reason, e.g. "RC4".
+    Broken(&'static str),
+    /// RSA key transport: whoever gets the server's key later reads recorded traffic.
+    StaticRsa { aead: bool },
+    /// Forward secret, but MAC-then-encrypt CBC rather than AEAD.
+    CbcForwardSecret,
+}
+
+/// How the server answered one legacy offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyOutcome {
+    /// A ServerHello for the version offered, choosing this suite among those offered.
+    Accepted {
+        suite: &'static str,
+        kind: SuiteKind,
+    },
+    /// An alert, a closed connection, or a ServerHello that does not take the offer.
+    Refused(String),
+    /// No answer in time, no connection, or an answer that is no TLS: nothing is known.
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyProbe {
+    pub offer: LegacyOffer,
+    pub outcome: LegacyOutcome,
+}
+
+/// Findings from the legacy offers, and the line they add to `tls-info`. TLS 1.0/1.1 are
+/// judged on the version alone (RFC 8996, RFC 9325 §3.1.1), plus the suite if it is broken;
+/// the TLS 1.2 offers on the suite chosen.
+fn classify_legacy(probes: &[LegacyProbe], out: &mut Vec<Finding>) -> String {
+    let mut evidence: Vec<(Check, String)> = Vec::new();
+    let mut info = Vec::new();
+    for probe in probes {
+        let label = probe.offer.label();
+        let (suite, kind) = match &probe.outcome {
+            LegacyOutcome::Accepted { suite, kind } => (*suite, *kind),
+            LegacyOutcome::Refused(why) => {
+                info.push(format!("{label} refused ({why})"));
+                continue;
+            }
+            LegacyOutcome::Unknown(why) => {
+                info.push(format!("{label} not determined ({why})"));
+                continue;
+            }
+        };
+        info.push(format!("{label} accepted ({suite})"));
+        let legacy_version = matches!(probe.offer, LegacyOffer::Tls10 | LegacyOffer::Tls11);
+        if legacy_version {
+            evidence.push((
+                Check::TlsLegacyVersion,
+                format!("{label} accepted, server chose {suite}"),
+            ));
+        }
+        match kind {
+            SuiteKind::Broken(why) => evidence.push((
+                Check::TlsBrokenSuite,
+                format!("{label}: server chose {suite} ({why})"),
+            )),
+            _ if legacy_version => {}
+            SuiteKind::StaticRsa { aead } => {
+                evidence.push((
+                    Check::TlsNoForwardSecrecy,
+                    format!("TLS 1.2: server chose {suite}"),
+                ));
+                if !aead {
+                    evidence.push((
+                        Check::TlsNonAeadSuite,
+                        format!("TLS 1.2: server chose {suite}"),
+                    ));
+                }
+            }
+            SuiteKind::CbcForwardSecret => evidence.push((
+                Check::TlsNonAeadSuite,
+                format!("TLS 1.2: server chose {suite}"),
+            )),
+        }
+    }
+    for check in [
+        Check::TlsLegacyVersion,
+        Check::TlsBrokenSuite,
+        Check::TlsNoForwardSecrecy,
+        Check::TlsNonAeadSuite,
+    ] {
+        let lines: Vec<&str> = evidence
+            .iter()
+            .filter(|(c, _)| *c == check)
+            .map(|(_, e)| e.as_str())
+            .collect();
+        if !lines.is_empty() {
+            out.push(check.found(lines.join("; ")));
+        }
+    }
+    if info.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", info.join(", "))
+    }
 }
 
 pub fn classify_tls(obs: &TlsObservations) -> Vec<Finding> {
@@ -537,9 +672,21 @@ pub fn classify_tls(obs: &TlsObservations) -> Vec<Finding> {
             )
         })
         .unwrap_or_default();
-    out.push(Check::TlsInfo.found(format!("handshakes completed: {versions}{cert}")));
-    if !obs.tls13 {
-        out.push(Check::TlsNoTls13.found(format!("only {versions}")));
+    let legacy = classify_legacy(&obs.legacy, &mut out);
+    if obs.versions.is_empty() {
+        out.push(Check::TlsInfo.found(format!(
+            "no TLS 1.2 or 1.3 handshake with an AEAD suite and forward secrecy completed{legacy}"
+        )));
+        out.push(
+            Check::TlsNoTls13.found(
+                "neither TLS 1.3 nor TLS 1.2 with an AEAD suite and forward secrecy completed",
+            ),
+        );
+    } else {
+        out.push(Check::TlsInfo.found(format!("handshakes completed: {versions}{cert}{legacy}")));
+        if !obs.tls13 {
+            out.push(Check::TlsNoTls13.found(format!("only {versions}")));
+        }
     }
     if let Some(c) = &obs.cert {
         if !c.dates_valid {
@@ -819,6 +966,7 @@ fn describe(probe: &WebProbe) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Severity;
 
     fn ids(findings: &[Finding]) -> BTreeSet<&'static str> {
         findings.iter().map(|f| f.id).collect()
@@ -1148,6 +1296,7 @@ mod tests {
             tls13: true,
             cert: Some(cert()),
             client_cert: Some(ClientCertPolicy::Required),
+            legacy: Vec::new(),
         };
         assert_eq!(
             ids(&classify_tls(&good)),
@@ -1166,6 +1315,7 @@ mod tests {
                 ..cert()
             }),
             client_cert: Some(ClientCertPolicy::Optional),
+            legacy: Vec::new(),
         };
         assert_eq!(
             ids(&classify_tls(&bad)),
@@ -1190,6 +1340,157 @@ mod tests {
         assert_eq!(
             ids(&classify_tls(&untrusted)),
             BTreeSet::from(["tls-info", "tls-cert-untrusted"])
+        );
+    }
+
+    fn legacy(offer: LegacyOffer, outcome: LegacyOutcome) -> LegacyProbe {
+        LegacyProbe { offer, outcome }
+    }
+
+    fn took(suite: &'static str, kind: SuiteKind) -> LegacyOutcome {
+        LegacyOutcome::Accepted { suite, kind }
+    }
+
+    #[test]
+    fn legacy_tls_verdicts() {
+        let refused = |why: &str| LegacyOutcome::Refused(why.into());
+        let base = TlsObservations {
+            versions: vec![("TLS 1.3".into(), "TLS13_AES_256_GCM_SHA384".into())],
+            tls13: true,
+            cert: Some(cert()),
+            client_cert: None,
+            legacy: vec![
+                legacy(LegacyOffer::Tls10, refused("alert protocol_version")),
+                legacy(LegacyOffer::Tls11, refused("connection closed")),
+                legacy(LegacyOffer::Tls12Broken, refused("alert handshake_failure")),
+                legacy(
+                    LegacyOffer::Tls12StaticRsa,
+                    LegacyOutcome::Unknown("no answer within 5s".into()),
+                ),
+                legacy(LegacyOffer::Tls12Cbc, refused("alert handshake_failure")),
+            ],
+        };
+        // Everything refused: only the information line says so.
+        let findings = classify_tls(&base);
+        assert_eq!(ids(&findings), BTreeSet::from(["tls-info"]));
+        let info = &findings[0].evidence;
+        assert!(
+            info.contains("TLS 1.0 refused (alert protocol_version), TLS 1.1 refused"),
+            "{info}"
+        );
+        assert!(info.contains("not determined (no answer"), "{info}");
+
+        // DCMTK's --profile-bcp195 with an RSA key: TLS 1.0/1.1 with RSA key transport.
+        let old = TlsObservations {
+            legacy: vec![
+                legacy(
+                    LegacyOffer::Tls10,
+                    took(
+                        "TLS_RSA_WITH_AES_128_CBC_SHA",
+                        SuiteKind::StaticRsa { aead: false },
+                    ),
+                ),
+                legacy(
+                    LegacyOffer::Tls11,
+                    took("TLS_RSA_WITH_RC4_128_SHA", SuiteKind::Broken("RC4")),
+                ),
+                legacy(
+                    LegacyOffer::Tls12StaticRsa,
+                    took(
+                        "TLS_RSA_WITH_AES_128_GCM_SHA256",
+                        SuiteKind::StaticRsa { aead: true },
+                    ),
+                ),
+            ],
+            ..base.clone()
+        };
+        let findings = classify_tls(&old);
+        assert_eq!(
+            ids(&findings),
+            BTreeSet::from([
+                "tls-info",
+                "tls-legacy-version",
+                "tls-broken-suite",
+                "tls-no-forward-secrecy",
+            ])
+        );
+        let version = findings
+            .iter()
+            .find(|f| f.id == "tls-legacy-version")
+            .unwrap();
+        assert_eq!(version.severity, Severity::High);
+        assert_eq!(
+            version.evidence,
+            "TLS 1.0 accepted, server chose TLS_RSA_WITH_AES_128_CBC_SHA; TLS 1.1 accepted, \
+             server chose TLS_RSA_WITH_RC4_128_SHA"
+        );
+
+        // TLS 1.2 only, but with a CBC suite, and RSA key transport in CBC mode.
+        let cbc = TlsObservations {
+            legacy: vec![
+                legacy(
+                    LegacyOffer::Tls12Cbc,
+                    took(
+                        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+                        SuiteKind::CbcForwardSecret,
+                    ),
+                ),
+                legacy(
+                    LegacyOffer::Tls12StaticRsa,
+                    took(
+                        "TLS_RSA_WITH_AES_128_CBC_SHA",
+                        SuiteKind::StaticRsa { aead: false },
+                    ),
+                ),
+            ],
+            ..base.clone()
+        };
+        let findings = classify_tls(&cbc);
+        assert_eq!(
+            ids(&findings),
+            BTreeSet::from(["tls-info", "tls-non-aead-suite", "tls-no-forward-secrecy"])
+        );
+        assert!(findings.iter().all(|f| f.severity <= Severity::Medium));
+
+        // Nothing but legacy TLS: no handshake of rustls completed, no certificate seen.
+        let only_legacy = TlsObservations {
+            versions: Vec::new(),
+            tls13: false,
+            cert: None,
+            legacy: vec![legacy(
+                LegacyOffer::Tls10,
+                took(
+                    "TLS_RSA_WITH_AES_128_CBC_SHA",
+                    SuiteKind::StaticRsa { aead: false },
+                ),
+            )],
+            ..base.clone()
+        };
+        let findings = classify_tls(&only_legacy);
+        assert_eq!(
+            ids(&findings),
+            BTreeSet::from(["tls-info", "tls-no-tls13", "tls-legacy-version"])
+        );
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.evidence.starts_with("no TLS 1.2 or 1.3 handshake")),
+            "{findings:?}"
+        );
+
+        let null = TlsObservations {
+            legacy: vec![legacy(
+                LegacyOffer::Tls12Broken,
+                took(
+                    "TLS_RSA_WITH_NULL_SHA",
+                    SuiteKind::Broken("NULL encryption"),
+                ),
+            )],
+            ..base
+        };
+        assert_eq!(
+            ids(&classify_tls(&null)),
+            BTreeSet::from(["tls-info", "tls-broken-suite"])
         );
     }
 

@@ -721,6 +721,12 @@ pub(crate) async fn scan(
     let connector = if target.scheme == Scheme::DicomTls {
         let client = TlsClient::new(target, options)?;
         let inspection = client.inspect(pacer).await?;
+        if inspection.observations.versions.is_empty() {
+            // Only legacy TLS is spoken: no client that keeps to BCP 195 gets an association,
+            // and this scanner does not either.
+            findings.extend(classify_tls(&inspection.observations));
+            return Ok(findings);
+        }
         // Step 2: does the server answer an association from a peer without a certificate?
         let bare = Scanner {
             connector: client.connector(false)?,

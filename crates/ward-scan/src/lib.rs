@@ -13,6 +13,7 @@ mod pace;
 pub mod report;
 mod synthetic;
 mod tls;
+mod tls_legacy;
 mod web;
 
 use std::path::PathBuf;

@@ -36,6 +36,10 @@ pub enum Check {
     DimsePlaintext,
     TlsInfo,
     TlsNoTls13,
+    TlsLegacyVersion,
+    TlsBrokenSuite,
+    TlsNoForwardSecrecy,
+    TlsNonAeadSuite,
     TlsCertDates,
     TlsCertNameMismatch,
     TlsCertUntrusted,
@@ -78,11 +82,15 @@ pub enum Check {
 
 impl Check {
     /// Every check, in catalogue order.
-    pub const ALL: [Check; 42] = [
+    pub const ALL: [Check; 46] = [
         Check::ScanFailed,
         Check::DimsePlaintext,
         Check::TlsInfo,
         Check::TlsNoTls13,
+        Check::TlsLegacyVersion,
+        Check::TlsBrokenSuite,
+        Check::TlsNoForwardSecrecy,
+        Check::TlsNonAeadSuite,
         Check::TlsCertDates,
         Check::TlsCertNameMismatch,
         Check::TlsCertUntrusted,
@@ -139,6 +147,10 @@ impl Check {
             Check::DimsePlaintext => ("dimse-plaintext", Low),
             Check::TlsInfo => ("tls-info", Info),
             Check::TlsNoTls13 => ("tls-no-tls13", Low),
+            Check::TlsLegacyVersion => ("tls-legacy-version", High),
+            Check::TlsBrokenSuite => ("tls-broken-suite", High),
+            Check::TlsNoForwardSecrecy => ("tls-no-forward-secrecy", Medium),
+            Check::TlsNonAeadSuite => ("tls-non-aead-suite", Medium),
             Check::TlsCertDates => ("tls-cert-dates", High),
             Check::TlsCertNameMismatch => ("tls-cert-name-mismatch", Medium),
             Check::TlsCertUntrusted => ("tls-cert-untrusted", Medium),
@@ -205,11 +217,33 @@ impl Check {
             ),
             Check::TlsInfo => (
                 "TLS parameters",
-                "None: informational (versions below TLS 1.2 and non-AEAD suites are not probed).",
+                "None: informational (handshakes completed, and how the server answered offers \
+                 of TLS 1.0, TLS 1.1 and weak TLS 1.2 suites).",
             ),
             Check::TlsNoTls13 => (
                 "TLS 1.3 is not accepted",
                 "Enable TLS 1.3 alongside TLS 1.2 (BCP 195 / RFC 9325).",
+            ),
+            Check::TlsLegacyVersion => (
+                "TLS 1.0 or TLS 1.1 is accepted",
+                "Accept TLS 1.2 and 1.3 only (PS3.15 non-downgrading BCP 195 profile; RFC 8996, \
+                 RFC 9325 §3.1.1); in DCMTK use --profile-bcp195-nd, in OpenSSL MinProtocol = \
+                 TLSv1.2.",
+            ),
+            Check::TlsBrokenSuite => (
+                "A cipher suite BCP 195 forbids is accepted",
+                "Remove NULL, export, RC4, DES, 3DES and anonymous suites from the server's \
+                 configuration (RFC 9325 §4.1: MUST NOT be negotiated).",
+            ),
+            Check::TlsNoForwardSecrecy => (
+                "TLS 1.2 with RSA key transport (no forward secrecy) is accepted",
+                "Offer only ECDHE or DHE suites (RFC 9325 §4.1, §4.2), so that a stolen server \
+                 key does not decrypt recorded traffic.",
+            ),
+            Check::TlsNonAeadSuite => (
+                "TLS 1.2 with a non-AEAD (CBC) suite is accepted",
+                "Offer only the AEAD suites RFC 9325 §4.2 recommends (AES-GCM, ChaCha20-Poly1305 \
+                 with ECDHE or DHE); CBC suites have a history of padding-oracle attacks.",
             ),
             Check::TlsCertDates => (
                 "The server certificate is expired or not yet valid",

@@ -8,8 +8,8 @@
 //!
 //! What is measured: which of TLS 1.2 and 1.3 complete a handshake, the suite negotiated, the
 //! certificate, and whether a client certificate is requested and required. rustls speaks
-//! neither TLS 1.0/1.1 nor non-AEAD suites, so whether a server still accepts those is not
-//! tested (see `docs/audit-findings.md`).
+//! neither TLS 1.0/1.1 nor non-AEAD suites; whether a server still accepts those is asked by
+//! `tls_legacy`, which offers them in a ClientHello of its own and reads only the answer.
 
 use std::io;
 use std::path::Path;
@@ -29,8 +29,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::classify::{CertSummary, TlsObservations};
+use crate::classify::{CertSummary, LegacyOutcome, TlsObservations};
 use crate::pace::Pacer;
+use crate::tls_legacy;
 use crate::{ScanError, ScanOptions, Target};
 
 /// A connection to a target, plain or TLS.
@@ -177,14 +178,17 @@ impl TlsClient {
     }
 
     /// Handshakes with TLS 1.3 only and TLS 1.2 only, without a client certificate, recording
-    /// what each completed and the certificate. Fails when neither version gets as far as the
-    /// server's certificate: then this is no TLS endpoint, or nothing listens.
+    /// what each completed and the certificate, then makes the legacy offers. Fails when
+    /// neither version completes and no legacy offer is accepted: then this is no TLS
+    /// endpoint, or nothing listens. An empty `versions` in the answer means that the server
+    /// speaks only what BCP 195 forbids or discourages.
     pub(crate) async fn inspect(&self, pacer: &Pacer) -> Result<Inspection, ScanError> {
         let mut versions = Vec::new();
         let mut tls13 = false;
         let mut cert = None;
         let mut requested = false;
         let mut last_error = None;
+        let mut alerted = false;
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             let (config, verifier, resolver) = self.config(&[version], false)?;
             pacer.wait().await;
@@ -224,18 +228,41 @@ impl TlsClient {
                         String::from("(suite unknown: ended at client authentication)"),
                     ));
                 }
-                Ok(Err(e)) => last_error = Some(e.to_string()),
+                Ok(Err(e)) => {
+                    alerted |= e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                        .is_some_and(|e| matches!(e, rustls::Error::AlertReceived(_)));
+                    last_error = Some(e.to_string());
+                }
                 Err(_) => last_error = Some(String::from("handshake timed out")),
             }
             if cert.is_none() {
                 cert = seen.map(|s| s.summary(&self.name));
             }
         }
-        if versions.is_empty() {
-            return Err(ScanError::NotConfirmed(format!(
+        let not_confirmed = |last_error: Option<String>| {
+            ScanError::NotConfirmed(format!(
                 "no TLS 1.2 or 1.3 handshake completed: {}",
                 last_error.unwrap_or_default()
-            )));
+            ))
+        };
+        // A server that alerted speaks TLS, only not what rustls offers: the legacy offers
+        // tell whether it speaks only what BCP 195 forbids. Anything else (silence, no TLS at
+        // all) is not worth five more connections.
+        if versions.is_empty() && !alerted {
+            return Err(not_confirmed(last_error));
+        }
+        let sni = match &self.name {
+            ServerName::DnsName(name) => Some(name.as_ref()),
+            _ => None,
+        };
+        let legacy = tls_legacy::probe_all(&self.addr, sni, self.timeout, pacer).await;
+        let legacy_accepted = legacy
+            .iter()
+            .any(|p| matches!(p.outcome, LegacyOutcome::Accepted { .. }));
+        if versions.is_empty() && !legacy_accepted {
+            return Err(not_confirmed(last_error));
         }
         Ok(Inspection {
             observations: TlsObservations {
@@ -243,6 +270,7 @@ impl TlsClient {
                 tls13,
                 cert,
                 client_cert: None,
+                legacy,
             },
             client_cert_requested: requested,
         })

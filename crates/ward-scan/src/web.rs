@@ -292,7 +292,12 @@ pub(crate) async fn scan(
     let mut findings = Vec::new();
     let connector = if target.scheme == Scheme::Https {
         let client = TlsClient::new(target, options)?;
-        findings.extend(classify_tls(&client.inspect(pacer).await?.observations));
+        let inspection = client.inspect(pacer).await?;
+        findings.extend(classify_tls(&inspection.observations));
+        if inspection.observations.versions.is_empty() {
+            // Only legacy TLS is spoken: nothing behind it is reachable with rustls.
+            return Ok(findings);
+        }
         client.connector(true)?
     } else {
         Connector::plain(target, options.timeout)

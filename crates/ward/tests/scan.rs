@@ -469,7 +469,15 @@ fn storescp_over_tls_requiring_client_certificates() {
     assert_eq!(dicom_ping(port), Ping::NotDetected);
     let target = format!("dicom+tls://127.0.0.1:{port}");
     let audit = Audit::run(&[&target]);
+    // The default (non-downgrading BCP 195) profile refuses every legacy offer.
     audit.assert_ids(0, &["tls-info", "tls-client-cert-required"]);
+    assert!(
+        audit.stdout.contains(
+            "TLS 1.0 refused (alert protocol_version), TLS 1.1 refused (alert protocol_version)"
+        ),
+        "{}",
+        audit.stdout
+    );
     assert_eq!(audit.code, 0);
 
     let cert = client.join("cert.pem");
@@ -497,6 +505,150 @@ fn storescp_over_tls_requiring_client_certificates() {
             "dicom-store-open",
         ],
     );
+}
+
+/// `storescp +tls` with a server key and certificate and the given TLS options, requiring
+/// client certificates from Ward's CA (which the audit has none of).
+fn storescp_tls(
+    key: &Path,
+    cert: &Path,
+    ca: &Path,
+    options: &[&str],
+    out: &Path,
+) -> (Running, String) {
+    let port = free_port();
+    let running = Running::spawn(
+        dcmtk("storescp")
+            .arg("+tls")
+            .arg(key)
+            .arg(cert)
+            .arg("+cf")
+            .arg(ca)
+            .args(options)
+            .arg("-od")
+            .arg(out)
+            .arg(port.to_string()),
+        &[port],
+    );
+    (running, format!("dicom+tls://127.0.0.1:{port}"))
+}
+
+#[test]
+fn storescp_over_tls_with_legacy_profiles() {
+    let data = data_dir_with_peers(bin(), &[]);
+    let keys = data.path().join("data").join("keys");
+    let (ward_key, ward_cert, ca) = (
+        keys.join("server-key.pem"),
+        keys.join("server.pem"),
+        keys.join("ca.pem"),
+    );
+    // DCMTK's profiles other than the extended one offer RSA suites only for TLS 1.2 and
+    // below, and Ward's certificates have ECDSA keys: these rows need an RSA certificate.
+    let openssl = Path::new("/usr/bin/openssl");
+    assert!(
+        openssl.exists(),
+        "openssl is missing: the test command installs it (Debian package openssl)"
+    );
+    let (rsa_key, rsa_cert) = (data.path().join("rsa-key.pem"), data.path().join("rsa.pem"));
+    let out = Command::new(openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&rsa_key)
+        .arg("-out")
+        .arg(&rsa_cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let locked = ["tls-info", "tls-client-cert-required"];
+
+    // The BCP 195 profile (not the non-downgrading default) lets TLS 1.0 and 1.1 through, and
+    // RSA key transport in CBC mode with every version; OpenSSL 3's default security level
+    // does not stop them, since RSA key transport needs no SHA-1 signature.
+    let (_scp, target) = storescp_tls(&rsa_key, &rsa_cert, &ca, &["--profile-bcp195"], data.path());
+    let audit = Audit::run(&[&target]);
+    audit.assert_ids(
+        0,
+        &with(
+            &locked,
+            &[
+                "tls-cert-self-signed",
+                "tls-legacy-version",
+                "tls-no-forward-secrecy",
+                "tls-non-aead-suite",
+            ],
+        ),
+    );
+    assert!(
+        audit
+            .stdout
+            .contains("TLS 1.0 accepted, server chose TLS_RSA_WITH_AES_128_CBC_SHA"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(audit.code, 1);
+
+    // The default profile with one CBC suite added: TLS 1.2 only, forward secret, not AEAD.
+    let (_scp, target) = storescp_tls(
+        &ward_key,
+        &ward_cert,
+        &ca,
+        &["+cs", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"],
+        data.path(),
+    );
+    let audit = Audit::run(&[&target]);
+    audit.assert_ids(0, &with(&locked, &["tls-non-aead-suite"]));
+    assert!(
+        audit
+            .stdout
+            .contains("TLS 1.0 refused (alert protocol_version)"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(audit.max_severity(), "medium");
+
+    // The retired profiles speak nothing BCP 195 allows: no handshake of a BCP 195 client
+    // completes, so nothing behind TLS is reached; what they do accept is reported. The NULL
+    // profile's ServerHello chooses TLS_RSA_WITH_NULL_SHA even under OpenSSL 3.
+    let (_scp, target) = storescp_tls(&rsa_key, &rsa_cert, &ca, &["--profile-aes"], data.path());
+    let audit = Audit::run(&[&target]);
+    audit.assert_ids(
+        0,
+        &[
+            "tls-info",
+            "tls-no-tls13",
+            "tls-legacy-version",
+            "tls-no-forward-secrecy",
+            "tls-non-aead-suite",
+        ],
+    );
+    assert_eq!(audit.code, 1);
+    let (_scp, target) = storescp_tls(&rsa_key, &rsa_cert, &ca, &["--profile-null"], data.path());
+    let audit = Audit::run(&[&target]);
+    audit.assert_ids(
+        0,
+        &[
+            "tls-info",
+            "tls-no-tls13",
+            "tls-legacy-version",
+            "tls-broken-suite",
+        ],
+    );
+    assert!(
+        audit
+            .stdout
+            .contains("TLS_RSA_WITH_NULL_SHA (NULL encryption)"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(audit.max_severity(), "high");
 }
 
 // ---- pynetdicom ----------------------------------------------------------------------------
@@ -631,6 +783,19 @@ fn ward_with_its_defaults() {
     ]);
     audit.assert_ids(0, &["tls-info", "tls-client-cert-required"]);
     audit.assert_ids(1, &["tls-info", "web-auth-required"]);
+    // rustls on both ports: every legacy offer refused.
+    for n in 0..2 {
+        let info = audit.report["targets"][n]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "tls-info")
+            .unwrap()["evidence"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(info.matches(" refused (").count(), 5, "{info}");
+    }
     audit.assert_ids(2, &["dimse-plaintext", "dicom-closed", "dicom-backoff"]);
     assert!(
         ["info", "low"].contains(&audit.max_severity().as_str()),
