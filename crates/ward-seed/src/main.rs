@@ -8,6 +8,8 @@
 //!   queries as QIDO-RS against a DICOMweb server, and checks every answer's match count.
 //! - `upload` times STOW-RS (or Orthanc's REST `POST /instances`) uploads of a folder of
 //!   files, and `retrieve` times one WADO-RS retrieval (`bench/dicomweb`).
+//! - `handshake` times associations over plain TCP against associations over TLS, and reports
+//!   what TLS negotiated (`bench/ingest`).
 //! - `soak` runs a bounded load against a running Ward (concurrent associations storing and
 //!   querying, HTTP clients storing, querying and retrieving) and reports throughput,
 //!   latencies, errors and Ward's memory and descriptors over time (`bench/soak`).
@@ -24,6 +26,7 @@ use serde_json::json;
 use ward_index::{Index, InsertOutcome, NewInstance, SqliteIndex};
 
 mod corpus;
+mod handshake;
 mod latency;
 mod soak;
 mod stats;
@@ -162,6 +165,39 @@ enum Command {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Time associations (connect, A-ASSOCIATE, C-ECHO, release) over plain TCP and over TLS
+    /// with a client certificate, taking turns; report the difference and what TLS negotiated.
+    Handshake {
+        /// The plain DIMSE listener, HOST:PORT.
+        #[arg(long)]
+        plain: String,
+        /// The DIMSE-TLS listener, HOST:PORT.
+        #[arg(long)]
+        tls: String,
+        /// The name the server certificate must carry.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+        #[arg(long, default_value = "WARD")]
+        called_ae: String,
+        #[arg(long, default_value = "WARDSEED")]
+        aet: String,
+        /// Client certificate, key and CA certificate (PEM), as `ward ae issue-cert` writes them.
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        ca: PathBuf,
+        /// Timed associations of each kind.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Untimed associations of each kind first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Seconds to wait for any one network step.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Load a running Ward for a set time: associations looping C-STORE and C-FIND, HTTP
     /// clients looping STOW-RS, QIDO-RS and WADO-RS; every answer checked. Prints a table per
     /// interval to stderr and the report as JSON to stdout; fails on any error or on growth of
@@ -290,6 +326,35 @@ async fn run(cli: Cli) -> Result<()> {
                 "{}",
                 web::retrieve(&client, &path, &accept, expect_parts).await?
             );
+            Ok(())
+        }
+        Command::Handshake {
+            plain,
+            tls,
+            server_name,
+            called_ae,
+            aet,
+            cert,
+            key,
+            ca,
+            count,
+            warmup,
+            timeout,
+        } => {
+            let options = handshake::Options {
+                plain,
+                tls,
+                server_name,
+                called_ae,
+                calling_ae: aet,
+                cert,
+                key,
+                ca,
+                count,
+                warmup,
+                timeout: Duration::from_secs(timeout),
+            };
+            println!("{}", handshake::run(&options).await?);
             Ok(())
         }
         Command::Soak {

@@ -117,7 +117,8 @@ impl Synthetic {
         let study = ward_dicom::generate_uid().to_string();
         let series = ward_dicom::generate_uid().to_string();
         let mut obj = InMemDicomObject::new_empty();
-        let mut text = |tag, vr, v: &str| obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+        let mut text =
+            |tag, vr, v: &str| obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
         text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
         text(tags::SOP_CLASS_UID, VR::UI, CT_IMAGE_STORAGE);
         text(tags::SOP_INSTANCE_UID, VR::UI, instance.as_str());
@@ -317,18 +318,14 @@ async fn dimse_worker(k: usize, shared: Arc<Shared>, options: Arc<Options>) {
             let t = Instant::now();
             let mut studies = Vec::new();
             let found = assoc
-                .find(
-                    STUDY_ROOT_FIND,
-                    &find_identifier(&object.patient_id),
-                    |m| {
-                        studies.push(
-                            m.element(tags::STUDY_INSTANCE_UID)
-                                .ok()
-                                .and_then(|e| e.to_str().ok())
-                                .map(|s| s.trim_end_matches('\0').to_owned()),
-                        );
-                    },
-                )
+                .find(STUDY_ROOT_FIND, &find_identifier(&object.patient_id), |m| {
+                    studies.push(
+                        m.element(tags::STUDY_INSTANCE_UID)
+                            .ok()
+                            .and_then(|e| e.to_str().ok())
+                            .map(|s| s.trim_end_matches('\0').to_owned()),
+                    );
+                })
                 .await;
             match found {
                 Ok((0, _)) if studies == [Some(object.study.clone())] => {
@@ -550,11 +547,16 @@ fn table_header() -> String {
     for op in TABLE_OPS {
         line.push_str(&format!(" | {op:>7} /s  p50  p99 ms"));
     }
-    line.push_str(" | errors | RSS MiB | FDs");
+    line.push_str(" | errors | RSS MiB | anon MiB | FDs");
     line
 }
 
-fn table_row(label: &str, ops: &BTreeMap<&'static str, stats::OpStats>, errors: u64, usage: Option<Usage>) -> String {
+fn table_row(
+    label: &str,
+    ops: &BTreeMap<&'static str, stats::OpStats>,
+    errors: u64,
+    usage: Option<Usage>,
+) -> String {
     let mut line = format!("{label:>6}");
     let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     for op in TABLE_OPS {
@@ -570,11 +572,15 @@ fn table_row(label: &str, ops: &BTreeMap<&'static str, stats::OpStats>, errors: 
     }
     match usage {
         Some(u) => line.push_str(&format!(
-            " | {errors:>6} | {:>7.1} | {:>3}",
+            " | {errors:>6} | {:>7.1} | {:>8.1} | {:>3}",
             u.rss_kib as f64 / 1024.0,
+            u.anon_kib as f64 / 1024.0,
             u.fds
         )),
-        None => line.push_str(&format!(" | {errors:>6} | {:>7} | {:>3}", "", "")),
+        None => line.push_str(&format!(
+            " | {errors:>6} | {:>7} | {:>8} | {:>3}",
+            "", "", ""
+        )),
     }
     line
 }
@@ -595,6 +601,7 @@ pub async fn run(options: Options) -> Result<(Value, bool)> {
     }
     let options = Arc::new(options);
     let idle_before = stats::usage(options.pid)?;
+    let kinds_before = stats::descriptors(options.pid)?;
     let start = Instant::now();
     let shared = Arc::new(Shared {
         deadline: start + options.duration,
@@ -672,13 +679,17 @@ pub async fn run(options: Options) -> Result<(Value, bool)> {
     let seconds = start.elapsed().as_secs_f64();
 
     // Ward closes its side of each connection shortly after the client; wait (a bounded time)
-    // for the descriptors to come back down before taking the idle sample.
+    // for its sockets to come back down before taking the idle sample.
     let settle = Instant::now();
-    let mut idle_after = stats::usage(options.pid)?;
-    while idle_after.fds > idle_before.fds && settle.elapsed() < Duration::from_secs(10) {
+    let sockets = |kinds: &BTreeMap<String, u64>| kinds.get("socket").copied().unwrap_or(0);
+    let mut kinds_after = stats::descriptors(options.pid)?;
+    while sockets(&kinds_after) > sockets(&kinds_before)
+        && settle.elapsed() < Duration::from_secs(10)
+    {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        idle_after = stats::usage(options.pid)?;
+        kinds_after = stats::descriptors(options.pid)?;
     }
+    let idle_after = stats::usage(options.pid)?;
 
     let Some(warm) = intervals.iter().find(|i| !i.warmup).map(|i| i.usage) else {
         bail!("no interval after the warm-up");
@@ -687,9 +698,22 @@ pub async fn run(options: Options) -> Result<(Value, bool)> {
     let after_warmup: Vec<(f64, u64)> = intervals
         .iter()
         .filter(|i| !i.warmup)
-        .map(|i| (i.end_seconds, i.usage.rss_kib))
+        .map(|i| (i.end_seconds, i.usage.anon_kib))
         .collect();
-    let verdict = stats::verdict(warm, end, idle_before, idle_after, &after_warmup);
+    let concurrency = options.associations
+        + if options.web.is_some() {
+            options.http_clients
+        } else {
+            0
+        };
+    let verdict = stats::verdict(
+        warm,
+        end,
+        concurrency as u64,
+        &kinds_before,
+        &kinds_after,
+        &after_warmup,
+    );
     let ops = total.stats(seconds);
     let errors = total.errors();
 
@@ -730,6 +754,8 @@ pub async fn run(options: Options) -> Result<(Value, bool)> {
             "ops": i.ops,
             "errors": i.errors,
             "rss_kib": i.usage.rss_kib,
+            "anon_kib": i.usage.anon_kib,
+            "file_kib": i.usage.file_kib,
             "fds": i.usage.fds,
         })).collect::<Vec<_>>(),
         "summary": {
@@ -742,7 +768,9 @@ pub async fn run(options: Options) -> Result<(Value, bool)> {
                 "warmup_end": warm,
                 "end": end,
                 "idle_after": idle_after,
-                "max_rss_kib_after_warmup": after_warmup.iter().map(|p| p.1).max(),
+                "descriptors_idle_before": kinds_before,
+                "descriptors_idle_after": kinds_after,
+                "max_anon_kib_after_warmup": after_warmup.iter().map(|p| p.1).max(),
             },
             "verdict": verdict,
             "passed": passed,
@@ -838,6 +866,8 @@ mod tests {
             0,
             Some(Usage {
                 rss_kib: 2048,
+                anon_kib: 1024,
+                file_kib: 1024,
                 fds: 40,
             }),
         );
