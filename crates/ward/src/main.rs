@@ -20,6 +20,12 @@ use clap::{Parser, Subcommand};
 
 use crate::data_dir::DataDir;
 
+/// glibc's allocator, with a heap per thread and a moving mmap threshold, kept growing a busy
+/// server's resident memory through fragmentation (many 256 KiB buffers freed on other
+/// threads); mimalloc does not (docs/robustness.md, "Load and soak").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ward: a picture archiving and communication system that is closed until configured.
 #[derive(Parser)]
 #[command(name = "ward", version, about, propagate_version = true)]
