@@ -30,9 +30,6 @@ use crate::{
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a statement waits for a lock held by another connection or process before failing.
-/// Bytes of the index file each connection maps (SQLite's `mmap_size`); larger files are read
-/// past it with read().
-const MMAP_SIZE: u64 = 4 << 30;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Concurrent read connections. Reads are short indexed lookups; this bounds file handles and
@@ -119,13 +116,7 @@ impl SqliteIndex {
             .create_if_missing(false)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(synchronous)
-            // Pages are read through a memory map rather than a read() per page into each
-            // connection's small private cache: a query touching thousands of pages (a month
-            // of studies with their counts) spent most of its time copying them in the kernel.
-            // The mapping is address space, not memory: the kernel's page cache backs it and
-            // may evict it.
-            .pragma("mmap_size", MMAP_SIZE.to_string());
+            .synchronous(synchronous);
 
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

@@ -227,6 +227,12 @@ impl LocalBlobStore {
         create_dir_if_missing(&blobs)?;
         create_dir_if_missing(&tmp)?;
         sync_dir(root)?;
+        // The 256 top-level shard directories exist, durably, before any blob is stored: a
+        // new leaf directory then costs one directory fsync (its parent's) instead of two.
+        for top in 0..=u8::MAX {
+            create_dir_if_missing(&blobs.join(format!("{top:02x}")))?;
+        }
+        sync_dir(&blobs)?;
         remove_stale_tmp(&tmp);
         Ok(LocalBlobStore {
             inner: Arc::new(Inner {
@@ -312,8 +318,7 @@ impl Inner {
         if id.is_some_and(|id| self.durable_dirs().contains(&id)) {
             return Ok(leaf);
         }
-        create_dir_if_missing(&top)?;
-        sync_dir(&self.blobs)?;
+        // `top` was made durable when the store was opened.
         create_dir_if_missing(&leaf)?;
         sync_dir(&top)?;
         if let Some(id) = id {
