@@ -11,6 +11,9 @@ use ward_query::{Query, QueryModel, QueryOptions};
 use crate::command::status;
 use crate::session::{End, Request, Response, Session};
 
+/// Bytes of encoded pending responses gathered before each write.
+const FIND_BATCH: usize = 32 * 1024;
+
 /// Serves a C-FIND-RQ and records it in the audit trail.
 pub(crate) async fn handle<S>(
     session: &mut Session<'_, S>,
@@ -133,32 +136,38 @@ where
     let truncated = rows.len() > cap as usize;
     let ts = request.context.transfer_syntax.clone();
     let mut sent = 0usize;
+    // Pending responses go out in batches of about 32 KiB: one write for dozens of matches
+    // rather than one each, and a C-CANCEL is still looked for before every match.
+    let mut batch = Vec::with_capacity(FIND_BATCH + 4096);
     for row in rows.iter().take(cap as usize) {
         if session.cancelled(request).await? {
+            session.write_encoded(&batch).await?;
             info!(matches = sent, "C-FIND cancelled");
             return Ok((status::CANCEL, None, sent));
         }
         let identifier = match ward_query::response_identifier(query, row, &ts) {
             Ok(bytes) => bytes,
             Err(e) => {
+                session.write_encoded(&batch).await?;
                 warn!(error = %e, "cannot encode a C-FIND response");
                 let comment = "cannot encode a match".to_owned();
                 return Ok((status::UNABLE_TO_PROCESS, Some(comment), sent));
             }
         };
-        session
-            .respond(
-                request,
-                Response {
-                    status: status::PENDING,
-                    comment: None,
-                    identifier: Some(&identifier),
-                    counts: None,
-                },
-            )
-            .await?;
+        let pending = Response {
+            status: status::PENDING,
+            comment: None,
+            identifier: Some(&identifier),
+            counts: None,
+        };
+        session.encode_response(request, &pending, &mut batch)?;
         sent += 1;
+        if batch.len() >= FIND_BATCH {
+            session.write_encoded(&batch).await?;
+            batch.clear();
+        }
     }
+    session.write_encoded(&batch).await?;
     info!(matches = sent, truncated, "C-FIND answered");
     if truncated {
         let comment = format!("more than {cap} matches; refine the query");

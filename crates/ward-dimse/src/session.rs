@@ -418,37 +418,46 @@ where
 
     /// Sends a response to `request`.
     pub async fn respond(&mut self, request: &Request, response: Response<'_>) -> Result<(), End> {
-        let field = CommandField::from_u16(request.field.to_u16() | 0x8000);
-        let sop_class = request
-            .command
-            .string(tag::AFFECTED_SOP_CLASS_UID)
-            .ok()
-            .flatten()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| request.context.abstract_syntax.clone());
-        let mut rsp = Command::response(field, &sop_class, request.message_id, response.status);
-        if let Ok(Some(uid)) = request.command.string(tag::AFFECTED_SOP_INSTANCE_UID) {
-            rsp.set_uid(tag::AFFECTED_SOP_INSTANCE_UID, &uid);
+        let identifier = response.identifier;
+        let rsp = response_command(request, &response);
+        self.send(request.context.id, &rsp, identifier).await
+    }
+
+    /// Encodes a response to `request` into `out` as P-DATA-TF PDUs, to be written later with
+    /// others by [`write_encoded`](Self::write_encoded): C-FIND sends its pending responses
+    /// in batches rather than one write each.
+    pub fn encode_response(
+        &self,
+        request: &Request,
+        response: &Response<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), End> {
+        let max = self.max_payload();
+        let id = request.context.id;
+        let command = response_command(request, response).encode();
+        let encoded = pdu::encode_fragments(out, id, PDataValueType::Command, &command, max)
+            .and_then(|()| match response.identifier {
+                Some(data) => pdu::encode_fragments(out, id, PDataValueType::Data, data, max),
+                None => Ok(()),
+            });
+        encoded.map_err(|_| End::Abort("cannot encode a response"))
+    }
+
+    /// Writes PDUs [`encode_response`](Self::encode_response) prepared, within the idle
+    /// timeout.
+    pub async fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), End> {
+        if bytes.is_empty() {
+            return Ok(());
         }
-        if let Some(text) = response.comment {
-            // Error Comment is LO: at most 64 characters, no backslash.
-            let text: String = text.chars().filter(|c| *c != '\\').take(64).collect();
-            rsp.set_text(tag::ERROR_COMMENT, &text);
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.server.config.idle_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Closed),
+            Err(_) => Err(End::Abort("peer stopped reading")),
         }
-        if let Some([remaining, completed, failed, warning]) = response.counts {
-            // PS3.7 C.4.2.1.5: a final response carries no remaining count.
-            if response.status == status::PENDING {
-                rsp.set_u16(tag::REMAINING_SUBOPERATIONS, remaining);
-            }
-            rsp.set_u16(tag::COMPLETED_SUBOPERATIONS, completed)
-                .set_u16(tag::FAILED_SUBOPERATIONS, failed)
-                .set_u16(tag::WARNING_SUBOPERATIONS, warning);
-        }
-        if response.identifier.is_some() {
-            rsp.set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::DATA_SET_PRESENT);
-        }
-        self.send(request.context.id, &rsp, response.identifier)
-            .await
     }
 
     /// Sends a command and, if given, its data set, within the idle timeout.
@@ -554,4 +563,40 @@ where
     pub fn ingest(&self) -> &Arc<ward_ingest::Ingest> {
         &self.server.ingest
     }
+}
+
+/// The response command to `request`: its command field with the response bit, its SOP class
+/// and instance, the status, the comment, the sub-operation counts and whether a data set
+/// follows.
+fn response_command(request: &Request, response: &Response<'_>) -> Command {
+    let field = CommandField::from_u16(request.field.to_u16() | 0x8000);
+    let sop_class = request
+        .command
+        .string(tag::AFFECTED_SOP_CLASS_UID)
+        .ok()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| request.context.abstract_syntax.clone());
+    let mut rsp = Command::response(field, &sop_class, request.message_id, response.status);
+    if let Ok(Some(uid)) = request.command.string(tag::AFFECTED_SOP_INSTANCE_UID) {
+        rsp.set_uid(tag::AFFECTED_SOP_INSTANCE_UID, &uid);
+    }
+    if let Some(text) = response.comment {
+        // Error Comment is LO: at most 64 characters, no backslash.
+        let text: String = text.chars().filter(|c| *c != '\\').take(64).collect();
+        rsp.set_text(tag::ERROR_COMMENT, &text);
+    }
+    if let Some([remaining, completed, failed, warning]) = response.counts {
+        // PS3.7 C.4.2.1.5: a final response carries no remaining count.
+        if response.status == status::PENDING {
+            rsp.set_u16(tag::REMAINING_SUBOPERATIONS, remaining);
+        }
+        rsp.set_u16(tag::COMPLETED_SUBOPERATIONS, completed)
+            .set_u16(tag::FAILED_SUBOPERATIONS, failed)
+            .set_u16(tag::WARNING_SUBOPERATIONS, warning);
+    }
+    if response.identifier.is_some() {
+        rsp.set_u16(tag::COMMAND_DATA_SET_TYPE, crate::command::DATA_SET_PRESENT);
+    }
+    rsp
 }
