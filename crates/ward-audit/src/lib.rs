@@ -51,7 +51,7 @@ pub use log::{AuditLog, AuditOptions, AuditStats, OpenWarning};
 pub use read::{Records, read};
 pub use record::{AuditRecord, MAX_EVENT_BYTES};
 pub use syslog::{SyslogTarget, export as export_to_syslog};
-pub use time::rfc3339_utc;
+pub use time::{now_unix_ms, rfc3339_utc};
 pub use verify::{Problem, ProblemKind, VerifyReport, verify};
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// Milliseconds since the Unix epoch; a clock set before 1970 reads as 0 rather than failing,
 /// because refusing to audit is worse than a wrong timestamp (and the writer keeps times
 /// monotonic anyway).
-pub(crate) fn now_unix_ms() -> i64 {
+pub fn now_unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

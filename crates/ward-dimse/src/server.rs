@@ -598,10 +598,7 @@ impl Server {
         let Some(verifier) = &self.config.jwt else {
             return IdentityCheck::Failed("no token issuer is configured");
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = u64::try_from(ward_audit::now_unix_ms() / 1000).unwrap_or(0);
         match verifier.verify(&claim.user, now) {
             Ok(claims) => match (UserName::parse(&claims.subject), claims.role) {
                 (Ok(user), Some(role)) => IdentityCheck::Verified { user, role },

@@ -383,7 +383,7 @@ impl Ingest {
             size,
             blob_key: key.as_str().to_owned(),
             source_ae: None,
-            received_at_unix_ms: unix_ms(),
+            received_at_unix_ms: ward_audit::now_unix_ms(),
         };
         self.index_blob(&new, key.clone(), size).await
     }
@@ -789,7 +789,7 @@ impl SpoolWriter {
             size,
             blob_key: key.as_str().to_owned(),
             source_ae: self.request.source_ae.clone(),
-            received_at_unix_ms: unix_ms(),
+            received_at_unix_ms: ward_audit::now_unix_ms(),
         };
         Ok(Step::Index {
             new: Box::new(new),
@@ -910,13 +910,6 @@ async fn check_object(
         return Err(IngestError::Mismatch("Series Instance UID is missing"));
     }
     Ok((attrs, header))
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// What [`verify`] found wrong with one blob or index row. Nothing in it is patient data.

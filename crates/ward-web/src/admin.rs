@@ -16,7 +16,7 @@ use ward_index::{ApiTokenRecord, IndexError, UserRecord};
 use ward_types::{AeTitle, Role, UserName};
 
 use crate::WebState;
-use crate::auth::{Principal, new_api_token, unix_now};
+use crate::auth::{Principal, new_api_token};
 use crate::error::ApiError;
 
 /// Most audit records one request returns.
@@ -32,6 +32,21 @@ pub fn router() -> Router<Arc<WebState>> {
         .route("/ae", get(list_ae))
         .route("/ae/{aet}", delete(remove_ae))
         .route("/audit", get(read_audit))
+}
+
+/// The answer to a removal: 404 when there was nothing to remove, else the change recorded and
+/// 204.
+async fn removed(
+    state: &WebState,
+    principal: &Principal,
+    existed: bool,
+    detail: Value,
+) -> Result<StatusCode, ApiError> {
+    if !existed {
+        return Err(ApiError::NotFound);
+    }
+    record(state, principal, Action::RegistryChange, detail).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn admin(principal: &Principal) -> Result<(), ApiError> {
@@ -126,7 +141,7 @@ async fn add_user(
         name: name.clone(),
         role,
         password_hash: hash,
-        created_at_unix_ms: unix_ms(),
+        created_at_unix_ms: ward_audit::now_unix_ms(),
     };
     match state.ingest.index().user_add(&user).await {
         Err(IndexError::AlreadyExists) => return Err(ApiError::Conflict("that user exists")),
@@ -149,21 +164,14 @@ async fn remove_user(
 ) -> Result<StatusCode, ApiError> {
     admin(&principal)?;
     let name = UserName::parse(&name).map_err(|_| ApiError::NotFound)?;
-    if !state.ingest.index().user_remove(&name).await? {
-        return Err(ApiError::NotFound);
-    }
-    record(
+    let existed = state.ingest.index().user_remove(&name).await?;
+    removed(
         &state,
         &principal,
-        Action::RegistryChange,
+        existed,
         json!({ "user_removed": name.as_str() }),
     )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-fn unix_ms() -> i64 {
-    i64::try_from(unix_now().saturating_mul(1000)).unwrap_or(i64::MAX)
+    .await
 }
 
 async fn list_tokens(
@@ -217,7 +225,7 @@ async fn create_token(
         .parse()
         .map_err(|_| ApiError::BadRequest("unknown role".into()))?;
     let (token, token_hash) = new_api_token();
-    let now = unix_ms();
+    let now = ward_audit::now_unix_ms();
     let expires = new
         .expires_in_secs
         .map(|s| now.saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)));
@@ -255,17 +263,18 @@ async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     admin(&principal)?;
     let name = UserName::parse(&name).map_err(|_| ApiError::NotFound)?;
-    if !state.ingest.index().token_revoke(&name, unix_ms()).await? {
-        return Err(ApiError::NotFound);
-    }
-    record(
+    let existed = state
+        .ingest
+        .index()
+        .token_revoke(&name, ward_audit::now_unix_ms())
+        .await?;
+    removed(
         &state,
         &principal,
-        Action::RegistryChange,
+        existed,
         json!({ "token_revoked": name.as_str() }),
     )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    .await
 }
 
 async fn list_ae(
@@ -306,17 +315,14 @@ async fn remove_ae(
 ) -> Result<StatusCode, ApiError> {
     admin(&principal)?;
     let aet = AeTitle::parse(&aet).map_err(|_| ApiError::NotFound)?;
-    if !state.ingest.index().ae_remove(&aet).await? {
-        return Err(ApiError::NotFound);
-    }
-    record(
+    let existed = state.ingest.index().ae_remove(&aet).await?;
+    removed(
         &state,
         &principal,
-        Action::RegistryChange,
+        existed,
         json!({ "ae_removed": aet.as_str() }),
     )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    .await
 }
 
 #[derive(Deserialize)]

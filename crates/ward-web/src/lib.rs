@@ -113,25 +113,22 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/studies", get(qido::studies).post(stow::store))
         .route(
             "/studies/{study}",
-            get(wado::study).post(stow::store_in_study),
+            get(wado::get_instances).post(stow::store_in_study),
         )
-        .route("/studies/{study}/metadata", get(wado::study_metadata))
+        .route("/studies/{study}/metadata", get(wado::get_metadata))
         .route("/studies/{study}/series", get(qido::study_series))
         .route("/studies/{study}/instances", get(qido::study_instances))
-        .route("/studies/{study}/series/{series}", get(wado::series))
+        .route("/studies/{study}/series/{series}", get(wado::get_instances))
         .route(
             "/studies/{study}/series/{series}/metadata",
-            get(wado::series_metadata),
+            get(wado::get_metadata),
         )
         .route(
             "/studies/{study}/series/{series}/instances",
             get(qido::series_instances),
         )
-        .route(instance, get(wado::instance))
-        .route(
-            &format!("{instance}/metadata"),
-            get(wado::instance_metadata),
-        )
+        .route(instance, get(wado::get_instances))
+        .route(&format!("{instance}/metadata"), get(wado::get_metadata))
         .route(
             &format!("{instance}/bulkdata/{{*path}}"),
             get(pixels::bulkdata),

@@ -41,22 +41,26 @@ pub(crate) fn media_ranges(headers: &HeaderMap) -> Vec<(String, Vec<(String, Str
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| split_outside_quotes(v, ','))
-        .map(|range| {
-            let mut parts = split_outside_quotes(&range, ';').into_iter();
-            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let params = parts
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    Some((
-                        k.trim().to_ascii_lowercase(),
-                        v.trim().trim_matches('"').to_owned(),
-                    ))
-                })
-                .collect();
-            (media, params)
-        })
+        .map(|range| media_type(&range))
         .take(32)
         .collect()
+}
+
+/// A media type and its parameters: `type/subtype` and the parameter names in lower case,
+/// values unquoted.
+fn media_type(value: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = split_outside_quotes(value, ';').into_iter();
+    let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let params = parts
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            Some((
+                k.trim().to_ascii_lowercase(),
+                v.trim().trim_matches('"').to_owned(),
+            ))
+        })
+        .collect();
+    (media, params)
 }
 
 fn split_outside_quotes(text: &str, separator: char) -> Vec<String> {
@@ -149,20 +153,10 @@ pub fn stow_boundary(headers: &HeaderMap) -> Result<String, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(unsupported)?;
-    let mut parts = split_outside_quotes(value, ';').into_iter();
-    let media = parts.next().unwrap_or_default();
-    if !media.trim().eq_ignore_ascii_case("multipart/related") {
+    let (media, params) = media_type(value);
+    if media != "multipart/related" {
         return Err(unsupported());
     }
-    let params: Vec<(String, String)> = parts
-        .filter_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            Some((
-                k.trim().to_ascii_lowercase(),
-                v.trim().trim_matches('"').to_owned(),
-            ))
-        })
-        .collect();
     if param(&params, "type").is_some_and(|t| !t.eq_ignore_ascii_case("application/dicom")) {
         return Err(unsupported());
     }

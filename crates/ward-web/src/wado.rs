@@ -53,6 +53,17 @@ impl Target {
         })
     }
 
+    /// The target of a route whose path variables are the study, series and instance UIDs,
+    /// as many as it has.
+    fn from_path(uids: &[String]) -> Result<Target, ApiError> {
+        match uids {
+            [study] => Target::parse(study, None, None),
+            [study, series] => Target::parse(study, Some(series), None),
+            [study, series, instance] => Target::parse(study, Some(series), Some(instance)),
+            _ => Err(ApiError::BadRequest("unexpected path".into())),
+        }
+    }
+
     fn query(&self) -> Query {
         let key = |tag, uid: &Uid| Key {
             tag,
@@ -75,6 +86,20 @@ impl Target {
             model: QueryModel::StudyRoot,
             keys,
         }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(uids) = Path::<Vec<String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::BadRequest("invalid path".into()))?;
+        Target::from_path(&uids)
     }
 }
 
@@ -119,57 +144,32 @@ pub(crate) async fn record_retrieve(
     state.audit(event).await
 }
 
-pub async fn study(
+/// `GET` of a study, a series or an instance, as its path names it.
+pub async fn get_instances(
     State(state): State<Arc<WebState>>,
     principal: Principal,
-    Path(study): Path<String>,
+    target: Target,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    retrieve(
-        &state,
-        &principal,
-        Target::parse(&study, None, None)?,
-        &headers,
-    )
-    .await
-}
-
-pub async fn series(
-    State(state): State<Arc<WebState>>,
-    principal: Principal,
-    Path((study, series)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let target = Target::parse(&study, Some(&series), None)?;
-    retrieve(&state, &principal, target, &headers).await
-}
-
-pub async fn instance(
-    State(state): State<Arc<WebState>>,
-    principal: Principal,
-    Path((study, series, instance)): Path<(String, String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let target = Target::parse(&study, Some(&series), Some(&instance))?;
     retrieve(&state, &principal, target, &headers).await
 }
 
 /// How one instance goes out.
-enum Send {
+enum Delivery {
     AsStored,
     Convert(String),
 }
 
-fn plan(row: &InstanceRow, syntax: &Syntax) -> Option<(Send, String)> {
+fn plan(row: &InstanceRow, syntax: &Syntax) -> Option<(Delivery, String)> {
     let stored = row.transfer_syntax.as_str();
     match syntax {
-        Syntax::AsStored => Some((Send::AsStored, stored.to_owned())),
-        Syntax::Uid(uid) if uid == stored => Some((Send::AsStored, stored.to_owned())),
+        Syntax::AsStored => Some((Delivery::AsStored, stored.to_owned())),
+        Syntax::Uid(uid) if uid == stored => Some((Delivery::AsStored, stored.to_owned())),
         Syntax::Uid(uid)
             if (uid == media::EXPLICIT_VR_LE || uid == "1.2.840.10008.1.2")
                 && ward_ingest::convertible(row) =>
         {
-            Some((Send::Convert(uid.clone()), uid.clone()))
+            Some((Delivery::Convert(uid.clone()), uid.clone()))
         }
         Syntax::Uid(_) => None,
     }
@@ -236,7 +236,7 @@ fn tokio_stream_from(
 async fn send_instance(
     state: &WebState,
     row: &InstanceRow,
-    send: Send,
+    send: Delivery,
     ts: &str,
     boundary: &str,
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -256,11 +256,11 @@ async fn send_instance(
     .map_err(|e| e.to_string())?;
     tx.send(Ok(Bytes::from(head))).await.map_err(closed)?;
     match send {
-        Send::Convert(target) => {
+        Delivery::Convert(target) => {
             let bytes = state.ingest.converted(row, &target).await?;
             tx.send(Ok(Bytes::from(bytes))).await.map_err(closed)?;
         }
-        Send::AsStored => {
+        Delivery::AsStored => {
             let (mut reader, _) = state
                 .ingest
                 .open_dataset(row)
@@ -288,58 +288,16 @@ async fn send_instance(
     Ok(())
 }
 
-pub async fn study_metadata(
+/// `GET …/metadata` of a study, a series or an instance, as its path names it.
+pub async fn get_metadata(
     State(state): State<Arc<WebState>>,
     principal: Principal,
-    Path(study): Path<String>,
+    target: Target,
     headers: HeaderMap,
     origin: Option<Extension<Listener>>,
 ) -> Result<Response, ApiError> {
-    let target = Target::parse(&study, None, None)?;
-    metadata(
-        &state,
-        &principal,
-        target,
-        &headers,
-        origin.map(|Extension(o)| o),
-    )
-    .await
-}
-
-pub async fn series_metadata(
-    State(state): State<Arc<WebState>>,
-    principal: Principal,
-    Path((study, series)): Path<(String, String)>,
-    headers: HeaderMap,
-    origin: Option<Extension<Listener>>,
-) -> Result<Response, ApiError> {
-    let target = Target::parse(&study, Some(&series), None)?;
-    metadata(
-        &state,
-        &principal,
-        target,
-        &headers,
-        origin.map(|Extension(o)| o),
-    )
-    .await
-}
-
-pub async fn instance_metadata(
-    State(state): State<Arc<WebState>>,
-    principal: Principal,
-    Path((study, series, instance)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    origin: Option<Extension<Listener>>,
-) -> Result<Response, ApiError> {
-    let target = Target::parse(&study, Some(&series), Some(&instance))?;
-    metadata(
-        &state,
-        &principal,
-        target,
-        &headers,
-        origin.map(|Extension(o)| o),
-    )
-    .await
+    let origin = origin.map(|Extension(o)| o);
+    metadata(&state, &principal, target, &headers, origin).await
 }
 
 /// The metadata of every instance, as a DICOM JSON array. Binary values over 1 KiB and the

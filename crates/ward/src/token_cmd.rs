@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -50,7 +49,7 @@ pub async fn run(command: TokenCommand) -> Result<ExitCode> {
             let lifetime_ms = expires.as_deref().map(parse_lifetime_ms).transpose()?;
             let index = DataDir::open(&data)?.index().await?;
             let (token, token_hash) = ward_web::new_api_token();
-            let now = unix_ms();
+            let now = ward_audit::now_unix_ms();
             index
                 .token_add(&ApiTokenRecord {
                     name: name.clone(),
@@ -67,7 +66,7 @@ pub async fn run(command: TokenCommand) -> Result<ExitCode> {
         TokenCommand::List { data } => {
             let index = DataDir::open(&data)?.index().await?;
             println!("{:<32}  {:<13}  {:<10}  STATE", "TOKEN", "ROLE", "EXPIRES");
-            let now = unix_ms();
+            let now = ward_audit::now_unix_ms();
             for t in index.token_list().await? {
                 let state = match (t.revoked_at_unix_ms, t.expires_at_unix_ms) {
                     (Some(_), _) => "revoked",
@@ -87,7 +86,7 @@ pub async fn run(command: TokenCommand) -> Result<ExitCode> {
         }
         TokenCommand::Revoke { name, data } => {
             let index = DataDir::open(&data)?.index().await?;
-            if !index.token_revoke(&name, unix_ms()).await? {
+            if !index.token_revoke(&name, ward_audit::now_unix_ms()).await? {
                 bail!("no active token {name}");
             }
             println!("revoked {name}");
@@ -113,13 +112,6 @@ fn parse_lifetime_ms(text: &str) -> Result<i64> {
         bail!("the lifetime must be positive");
     }
     Ok(n.saturating_mul(unit_ms))
-}
-
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

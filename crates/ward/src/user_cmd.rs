@@ -92,7 +92,7 @@ pub async fn add_user(
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || ward_auth::identity::hash_password(&password))
         .await??;
-    let created_at_unix_ms = crate::token_cmd::unix_ms();
+    let created_at_unix_ms = ward_audit::now_unix_ms();
     index
         .user_add(&UserRecord {
             name: name.clone(),
