@@ -13,23 +13,28 @@
 //! Layout under the store root (directories `0700`, files `0600`):
 //!
 //! ```text
-//! blobs/ab/cd/abcd…(64 hex)   stored blobs, sharded by the first two bytes of the key
-//! tmp/                        blobs being sealed, renamed into blobs/ once durable
+//! blobs/ab/abcd…(64 hex)   stored blobs, sharded by the first byte of the key
+//! tmp/                     blobs being sealed, renamed into blobs/ once durable
 //! ```
+//!
+//! One level of 256 shard directories, all created (durably) when the store opens: storing a
+//! blob never creates a directory, so it costs one file fsync and one directory fsync. A
+//! second level (`ab/cd/`, as earlier versions of Ward wrote) would cost a `mkdir` and a
+//! parent fsync for most objects of a young archive; ext4's hashed directories keep lookups
+//! fast with hundreds of thousands of entries per shard.
 
 mod keyring;
 mod sealed;
 
 pub use keyring::{KeyId, Keyring};
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use sealed::{BlobReader, HEADER_LEN, Header, Sealer};
@@ -112,10 +117,10 @@ impl BlobKey {
         &self.0
     }
 
-    /// First and second shard directory names (`ab`, `cd`). Slicing cannot fail: the key is
-    /// 64 ASCII characters by construction.
-    fn shard_dirs(&self) -> (&str, &str) {
-        (&self.0[0..2], &self.0[2..4])
+    /// Shard directory name (`ab`). Slicing cannot fail: the key is 64 ASCII characters by
+    /// construction.
+    fn shard_dir(&self) -> &str {
+        &self.0[0..2]
     }
 }
 
@@ -189,11 +194,6 @@ struct Inner {
     blobs: PathBuf,
     tmp: PathBuf,
     keyring: Arc<Keyring>,
-    /// Leaf shard directories (`ab/cd`, as a 16-bit number) that this process has created or
-    /// fsynced the parents of. A directory created by another process (or by a concurrent put
-    /// that has not reached its fsync yet) may exist without its entry being durable, so each is
-    /// made durable once per process before the first blob lands in it. At most 65,536 entries.
-    durable_dirs: Mutex<HashSet<u16>>,
     tmp_counter: AtomicU64,
 }
 
@@ -227,10 +227,12 @@ impl LocalBlobStore {
         create_dir_if_missing(&blobs)?;
         create_dir_if_missing(&tmp)?;
         sync_dir(root)?;
-        // The 256 top-level shard directories exist, durably, before any blob is stored: a
-        // new leaf directory then costs one directory fsync (its parent's) instead of two.
-        for top in 0..=u8::MAX {
-            create_dir_if_missing(&blobs.join(format!("{top:02x}")))?;
+        // The 256 shard directories exist, durably, before any blob is stored, so that
+        // storing a blob never has to create one.
+        for shard in 0..=u8::MAX {
+            let dir = blobs.join(format!("{shard:02x}"));
+            create_dir_if_missing(&dir)?;
+            flatten_legacy_shard(&dir)?;
         }
         sync_dir(&blobs)?;
         remove_stale_tmp(&tmp);
@@ -239,7 +241,6 @@ impl LocalBlobStore {
                 blobs,
                 tmp,
                 keyring,
-                durable_dirs: Mutex::new(HashSet::new()),
                 tmp_counter: AtomicU64::new(0),
             }),
         })
@@ -297,42 +298,12 @@ impl LocalBlobStore {
 }
 
 impl Inner {
-    fn leaf_dir(&self, key: &BlobKey) -> PathBuf {
-        let (a, b) = key.shard_dirs();
-        self.blobs.join(a).join(b)
+    fn shard_dir(&self, key: &BlobKey) -> PathBuf {
+        self.blobs.join(key.shard_dir())
     }
 
     fn blob_path(&self, key: &BlobKey) -> PathBuf {
-        self.leaf_dir(key).join(key.as_str())
-    }
-
-    /// Returns the leaf directory for `key`, creating the shard directories if needed and making
-    /// sure their entries are on stable storage before any blob is renamed into them.
-    fn durable_leaf_dir(&self, key: &BlobKey) -> Result<PathBuf, StoreError> {
-        let (a, b) = key.shard_dirs();
-        let top = self.blobs.join(a);
-        let leaf = top.join(b);
-        // Only a valid key gets here, so the prefix always parses; if it somehow did not, the
-        // fsyncs below simply run every time.
-        let id = u16::from_str_radix(&key.as_str()[0..4], 16).ok();
-        if id.is_some_and(|id| self.durable_dirs().contains(&id)) {
-            return Ok(leaf);
-        }
-        // `top` was made durable when the store was opened.
-        create_dir_if_missing(&leaf)?;
-        sync_dir(&top)?;
-        if let Some(id) = id {
-            self.durable_dirs().insert(id);
-        }
-        Ok(leaf)
-    }
-
-    fn durable_dirs(&self) -> std::sync::MutexGuard<'_, HashSet<u16>> {
-        // A panic while holding the lock cannot leave the set wrong in a harmful way: at worst
-        // a directory is fsynced again.
-        self.durable_dirs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shard_dir(key).join(key.as_str())
     }
 
     fn stage(&self, src: &Path, key: &BlobKey) -> Result<StagedBlob, StoreError> {
@@ -360,15 +331,16 @@ impl Inner {
     }
 
     fn commit(&self, mut staged: StagedBlob) -> Result<(), StoreError> {
-        let leaf = self.durable_leaf_dir(&staged.key)?;
+        // The shard directory was made durable when the store opened.
+        let shard = self.shard_dir(&staged.key);
         if let Some(file) = &staged.file {
-            let dest = leaf.join(staged.key.as_str());
+            let dest = shard.join(staged.key.as_str());
             fs::rename(file, &dest).map_err(io_err("rename into place", file))?;
             staged.file = None;
         }
         // Also when the blob was there already: a concurrent put may have renamed it in
         // without having fsynced the directory yet, so do that before answering for it.
-        sync_dir(&leaf)
+        sync_dir(&shard)
     }
 
     /// Seals `src` into a new file under `tmp/` (the same filesystem as `blobs/`, so that it
@@ -451,54 +423,38 @@ impl Inner {
             Err(e) => return Err(io_err("remove", &path)(e)),
         }
         // Also after NotFound: a concurrent delete may not have fsynced its removal yet.
-        match sync_dir(&self.leaf_dir(key)) {
+        match sync_dir(&self.shard_dir(key)) {
             Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(()),
             other => other,
         }
     }
 
     fn list_shard(&self, shard: u8) -> Result<Vec<BlobKey>, StoreError> {
-        let top_name = format!("{shard:02x}");
-        let top = self.blobs.join(&top_name);
-        let entries = match fs::read_dir(&top) {
+        let name = format!("{shard:02x}");
+        let dir = self.blobs.join(&name);
+        let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", &top)(e)),
+            Err(e) => return Err(io_err("list", &dir)(e)),
         };
         let mut keys = Vec::new();
         let mut ignored: u64 = 0;
         for entry in entries {
-            let entry = entry.map_err(io_err("list", &top))?;
-            let is_dir = entry
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let is_file = entry
                 .file_type()
                 .map_err(io_err("inspect", &entry.path()))?
-                .is_dir();
-            let sub_name = entry.file_name();
-            let sub_name = match sub_name.to_str() {
-                Some(name) if is_dir && is_shard_name(name) => name.to_owned(),
-                _ => {
-                    ignored += 1;
-                    continue;
-                }
-            };
-            let sub = entry.path();
-            for file in fs::read_dir(&sub).map_err(io_err("list", &sub))? {
-                let file = file.map_err(io_err("list", &sub))?;
-                let is_file = file
-                    .file_type()
-                    .map_err(io_err("inspect", &file.path()))?
-                    .is_file();
-                // A valid key in the wrong shard directory is unreachable through open(), so
-                // it counts as junk like any other stray name.
-                let key = file
-                    .file_name()
-                    .to_str()
-                    .and_then(|name| BlobKey::parse(name).ok())
-                    .filter(|key| is_file && key.shard_dirs() == (&top_name, &sub_name));
-                match key {
-                    Some(key) => keys.push(key),
-                    None => ignored += 1,
-                }
+                .is_file();
+            // A valid key in the wrong shard directory is unreachable through open(), so it
+            // counts as junk like any other stray name.
+            let key = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| BlobKey::parse(name).ok())
+                .filter(|key| is_file && key.shard_dir() == name);
+            match key {
+                Some(key) => keys.push(key),
+                None => ignored += 1,
             }
         }
         if ignored > 0 {
@@ -512,6 +468,62 @@ impl Inner {
         keys.sort_unstable();
         Ok(keys)
     }
+}
+
+/// Moves blobs that an earlier version of Ward kept one level deeper (`ab/cd/<key>`) into
+/// their shard directory `ab/`, durably, and removes the emptied `cd/` directories. Only
+/// valid keys that belong to the shard move; anything else stays where it is, untouched.
+/// Interrupted at any point, it is simply resumed at the next open: a blob is in exactly one
+/// of the two places at every moment.
+fn flatten_legacy_shard(shard: &Path) -> Result<(), StoreError> {
+    let Some(shard_name) = shard.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    // Listing every shard at every start would cost seconds in a large archive. A directory's
+    // link count is two plus its subdirectories on the filesystems that count them (ext4, XFS);
+    // where it is anything else (btrfs says 1), look.
+    let links = fs::metadata(shard)
+        .map_err(io_err("inspect", shard))?
+        .nlink();
+    if links == 2 {
+        return Ok(());
+    }
+    let mut moved = false;
+    for entry in fs::read_dir(shard).map_err(io_err("list", shard))? {
+        let entry = entry.map_err(io_err("list", shard))?;
+        let is_dir = entry
+            .file_type()
+            .map_err(io_err("inspect", &entry.path()))?
+            .is_dir();
+        if !is_dir || !entry.file_name().to_str().is_some_and(is_shard_name) {
+            continue;
+        }
+        let legacy = entry.path();
+        for file in fs::read_dir(&legacy).map_err(io_err("list", &legacy))? {
+            let file = file.map_err(io_err("list", &legacy))?;
+            let key = file
+                .file_name()
+                .to_str()
+                .and_then(|name| BlobKey::parse(name).ok())
+                .filter(|key| key.shard_dir() == shard_name);
+            if let Some(key) = key {
+                let dest = shard.join(key.as_str());
+                fs::rename(file.path(), &dest).map_err(io_err("move", &file.path()))?;
+                moved = true;
+            }
+        }
+        if moved {
+            // The new names must be durable before the old directory can go.
+            sync_dir(shard)?;
+            sync_dir(&legacy)?;
+            moved = false;
+        }
+        // Left in place if it still holds anything that is not a blob of this shard.
+        if fs::remove_dir(&legacy).is_ok() {
+            sync_dir(shard)?;
+        }
+    }
+    Ok(())
 }
 
 fn is_shard_name(name: &str) -> bool {
@@ -804,8 +816,7 @@ mod tests {
         assert_eq!(read_all(&store, &key).await, bytes);
 
         let path = store.inner.blob_path(&key);
-        let (a, b) = key.shard_dirs();
-        assert!(path.ends_with(format!("blobs/{a}/{b}/{key}")));
+        assert!(path.ends_with(format!("blobs/{}/{key}", key.shard_dir())));
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
@@ -1013,8 +1024,7 @@ mod tests {
         let (dir, store) = setup();
         let key = put(&store, dir.path(), b"the real content").await;
         let other = key_of(b"another object");
-        let leaf = store.inner.durable_leaf_dir(&other).unwrap();
-        fs::copy(store.inner.blob_path(&key), leaf.join(other.as_str())).unwrap();
+        fs::copy(store.inner.blob_path(&key), store.inner.blob_path(&other)).unwrap();
         let err = store.open(&other).await.err();
         assert!(matches!(err, Some(StoreError::Corrupt { .. })), "{err:?}");
     }
@@ -1246,18 +1256,16 @@ mod tests {
             .collect();
         expected.sort();
 
-        // Junk: a stray file in a leaf, a file named like a key but in the wrong shard, a
-        // non-shard directory and a stray file in the shard's top directory.
-        let leaf = store.inner.leaf_dir(&keys[0]);
-        fs::write(leaf.join("notes.txt"), b"junk").unwrap();
+        // Junk: a stray file, a file named like a key but in the wrong shard, and a
+        // directory that is not a legacy shard holding a file named like a key.
+        let dir_of_shard = store.inner.shard_dir(&keys[0]);
+        fs::write(dir_of_shard.join("notes.txt"), b"junk").unwrap();
         let misplaced = keys
             .iter()
             .find(|k| !k.as_str().starts_with(&format!("{shard:02x}")));
-        fs::write(leaf.join(misplaced.unwrap().as_str()), b"junk").unwrap();
-        let top = leaf.parent().unwrap();
-        fs::create_dir(top.join("zz")).unwrap();
-        fs::write(top.join("zz").join(keys[0].as_str()), b"junk").unwrap();
-        fs::write(top.join("stray"), b"junk").unwrap();
+        fs::write(dir_of_shard.join(misplaced.unwrap().as_str()), b"junk").unwrap();
+        fs::create_dir(dir_of_shard.join("zz")).unwrap();
+        fs::write(dir_of_shard.join("zz").join(keys[0].as_str()), b"junk").unwrap();
 
         assert_eq!(store.list_shard(shard).await.unwrap(), expected);
         assert!(!expected.is_empty());
@@ -1270,6 +1278,58 @@ mod tests {
             n
         };
         assert_eq!(total, keys.len());
+    }
+
+    #[tokio::test]
+    async fn blobs_of_the_two_level_layout_move_up_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let keyring = keyring();
+        let store = LocalBlobStore::open(&root, Arc::clone(&keyring)).unwrap();
+        let keys: Vec<BlobKey> = (0..40u32)
+            .map(|i| i.to_be_bytes())
+            .map(|bytes| key_of(&bytes))
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            let bytes = (i as u32).to_be_bytes();
+            put_file(&store, &spool(dir.path(), &format!("s{i}"), &bytes), key).await;
+        }
+        drop(store);
+        // Rearrange them as earlier versions kept them: blobs/ab/cd/<key>.
+        for key in &keys {
+            let flat = root.join("blobs").join(key.shard_dir()).join(key.as_str());
+            let legacy = flat.with_file_name(&key.as_str()[2..4]);
+            fs::create_dir_all(&legacy).unwrap();
+            fs::rename(&flat, legacy.join(key.as_str())).unwrap();
+        }
+        // A legacy directory that also holds something that is not a blob stays, with it.
+        let kept = root
+            .join("blobs")
+            .join(keys[0].shard_dir())
+            .join(&keys[0].as_str()[2..4]);
+        fs::write(kept.join("notes.txt"), b"not a blob").unwrap();
+
+        let store = LocalBlobStore::open(&root, keyring).unwrap();
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(read_all(&store, key).await, (i as u32).to_be_bytes());
+        }
+        let mut listed = Vec::new();
+        for shard in 0..=255u8 {
+            listed.extend(store.list_shard(shard).await.unwrap());
+        }
+        let mut expected = keys.clone();
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert!(kept.join("notes.txt").exists());
+        let legacy_dirs = fs::read_dir(root.join("blobs"))
+            .unwrap()
+            .flat_map(|shard| fs::read_dir(shard.unwrap().path()).unwrap())
+            .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+            .count();
+        assert_eq!(
+            legacy_dirs, 1,
+            "only the directory holding a stray file is left"
+        );
     }
 
     #[tokio::test]

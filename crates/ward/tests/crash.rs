@@ -299,11 +299,7 @@ fn recovery_indexes_blobs_whose_rows_were_lost() {
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();
     std::fs::copy(&blob, &target).unwrap();
     // A torn blob: a name that its content does not hash to.
-    let torn = data
-        .join("blobs")
-        .join("ab")
-        .join("ab")
-        .join("ab".repeat(32));
+    let torn = data.join("blobs").join("ab").join("ab".repeat(32));
     std::fs::create_dir_all(torn.parent().unwrap()).unwrap();
     std::fs::write(&torn, &std::fs::read(&blob).unwrap()[..1000]).unwrap();
     std::fs::write(data.join("ward.pid"), "1\n").unwrap();

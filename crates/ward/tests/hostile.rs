@@ -210,7 +210,6 @@ fn executable_preamble_is_never_stored() {
         .unwrap()
         .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
-        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .next()
         .unwrap()
         .file_name();
