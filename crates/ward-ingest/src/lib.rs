@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ward_dicom::PrescanLimits;
 use ward_index::{Index, InsertOutcome, NewInstance};
-use ward_store::{BlobKey, BlobStore, StoreError};
+use ward_store::{BlobKey, BlobStore, BlobWriter, StoreError};
 use ward_types::{InstanceAttributes, Uid};
 
 /// DIMSE status codes of the storage service (PS3.4 B.2.3, PS3.7 C.4) that ingest failures map
@@ -204,10 +204,13 @@ impl Ingest {
             .map_err(IngestError::internal)?;
         let mut hasher = Sha256::new();
         hasher.update(&header);
+        let mut blob = self.store.begin().await.map_err(IngestError::internal)?;
+        blob.write(&header).await.map_err(IngestError::internal)?;
         Ok(SpoolWriter {
             ingest: Arc::clone(self),
             request,
             file,
+            blob,
             hasher,
             dataset_offset,
             dataset_len: 0,
@@ -665,6 +668,9 @@ pub struct SpoolWriter {
     ingest: Arc<Ingest>,
     request: StoreRequest,
     file: tokio::io::BufWriter<tokio::fs::File>,
+    /// The same bytes, sealed into the blob store as they arrive: by the end of the transfer
+    /// most of the object is written, and the kernel has started writing it to the device.
+    blob: Box<dyn BlobWriter>,
     hasher: Sha256,
     dataset_offset: u64,
     dataset_len: u64,
@@ -681,6 +687,10 @@ impl SpoolWriter {
         }
         self.file
             .write_all(chunk)
+            .await
+            .map_err(IngestError::internal)?;
+        self.blob
+            .write(chunk)
             .await
             .map_err(IngestError::internal)?;
         self.hasher.update(chunk);
@@ -741,8 +751,8 @@ impl SpoolWriter {
             return Err(IngestError::Internal("spool file already released".into()));
         };
         let key = BlobKey::from_digest(&self.hasher.clone().finalize().into());
-        // No fsync of the spool: the blob store seals the object into a file of its own and
-        // makes that durable, so the plaintext here never needs to reach the disk.
+        // No fsync of the spool: the blob store has the object sealed in a file of its own
+        // and makes that durable, so the plaintext here never needs to reach the disk.
         drop(self.file);
         let ingest = Arc::clone(&self.ingest);
         let check = check_object(
@@ -753,7 +763,8 @@ impl SpoolWriter {
             &ingest.limits.prescan,
         );
 
-        // The common duplicate case is answered without touching the blob store.
+        // The common duplicate case is answered without committing to the blob store (the
+        // blob writer, dropped, removes its file).
         if let Some(existing) = ingest
             .index
             .instance(&self.request.sop_instance)
@@ -769,9 +780,9 @@ impl SpoolWriter {
             }));
         }
 
-        // Sealing the blob and syncing it to disk are the slowest steps of all: they run while
-        // the object is checked, and the blob becomes visible only once the object passed.
-        let (checked, staged) = tokio::join!(check, ingest.store.stage(&path, &key));
+        // Syncing the blob to disk is the slowest step of all: it runs while the object is
+        // checked, and the blob becomes visible only once the object passed.
+        let (checked, staged) = tokio::join!(check, self.blob.finish(&key));
         let (attrs, header) = checked?;
         *patient = Some(patient_of(&attrs));
         let staged = staged.map_err(IngestError::internal)?;

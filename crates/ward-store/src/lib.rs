@@ -30,14 +30,14 @@ pub use keyring::{KeyId, Keyring};
 
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use sealed::{BlobReader, HEADER_LEN, Header, Sealer};
+use sealed::{BlobReader, HEADER_LEN, Header, StreamSealer};
 use tokio::io::AsyncReadExt;
 
 const DIR_MODE: u32 = 0o700;
@@ -134,13 +134,13 @@ impl fmt::Display for BlobKey {
 /// bytes are kept at rest is the implementation's business.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// First half of a put: stores a complete file (written and closed by the caller, not
-    /// fsynced) as a staged blob, on stable storage but not yet visible under `key`. Sealing
-    /// and syncing are the slow part of a put; staging lets the caller check the object
-    /// meanwhile and [`commit`](Self::commit) it only if it passes. Dropping the
-    /// [`StagedBlob`] discards it. The source file stays the caller's. If a blob with this key
-    /// already exists, nothing is written (content-addressed: same key = same bytes).
-    async fn stage(&self, src: &Path, key: &BlobKey) -> Result<StagedBlob, StoreError>;
+    /// First half of a put: a writer that takes the plaintext as it arrives and keeps it,
+    /// sealed, out of sight until [`BlobWriter::finish`] stages it and
+    /// [`commit`](Self::commit) makes it visible. Writing while the object is still being
+    /// received, rather than after, takes the write out of the time the sender waits for its
+    /// answer; staging lets the caller check the object before committing it. Dropping the
+    /// writer or the [`StagedBlob`] discards the blob.
+    async fn begin(&self) -> Result<Box<dyn BlobWriter>, StoreError>;
     /// Second half of a put: makes a staged blob visible under its key, durably. Once this
     /// returns `Ok` the blob survives `kill -9` and power loss.
     async fn commit(&self, staged: StagedBlob) -> Result<(), StoreError>;
@@ -161,7 +161,18 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list_shard(&self, shard: u8) -> Result<Vec<BlobKey>, StoreError>;
 }
 
-/// A blob sealed and on stable storage, not yet under its name: see [`BlobStore::stage`].
+/// A blob being written: see [`BlobStore::begin`].
+#[async_trait::async_trait]
+pub trait BlobWriter: Send {
+    /// Appends plaintext.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Ends the blob, whose plaintext hashes to `key`, and puts it on stable storage, staged:
+    /// not yet visible under `key`. If a blob with this key already exists, the new copy is
+    /// dropped without being synced (content-addressed: same key = same bytes).
+    async fn finish(self: Box<Self>, key: &BlobKey) -> Result<StagedBlob, StoreError>;
+}
+
+/// A blob sealed and on stable storage, not yet under its name: see [`BlobWriter::finish`].
 #[must_use = "a staged blob is discarded unless committed"]
 pub struct StagedBlob {
     key: BlobKey,
@@ -306,13 +317,38 @@ impl Inner {
         self.shard_dir(key).join(key.as_str())
     }
 
-    fn stage(&self, src: &Path, key: &BlobKey) -> Result<StagedBlob, StoreError> {
-        let dest = self.blob_path(key);
+    /// Creates a new, empty file under `tmp/` (the same filesystem as `blobs/`, so that it
+    /// can be renamed into place atomically) for a blob to be written into.
+    fn create_staging(&self) -> Result<(File, PathBuf), StoreError> {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.tmp.join(format!("{}.{}", std::process::id(), n));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        Ok((file, path))
+    }
+
+    /// The end of [`BlobWriter::finish`]: the last sealed bytes and the header written, the
+    /// file synced, unless the store has the blob already.
+    fn stage(
+        &self,
+        staged: StagedBlob,
+        file: File,
+        tail: (&[u8], u64),
+        header: &[u8; HEADER_LEN],
+    ) -> Result<StagedBlob, StoreError> {
+        let Some(path) = &staged.file else {
+            return Ok(staged);
+        };
+        let dest = self.blob_path(&staged.key);
         match fs::symlink_metadata(&dest) {
-            // Same key, same bytes: nothing to write.
+            // Same key, same bytes: nothing to keep (dropping `staged` removes the file).
             Ok(meta) if meta.is_file() => {
                 return Ok(StagedBlob {
-                    key: key.clone(),
+                    key: staged.key.clone(),
                     file: None,
                 });
             }
@@ -324,10 +360,13 @@ impl Inner {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("inspect", &dest)(e)),
         }
-        Ok(StagedBlob {
-            key: key.clone(),
-            file: Some(self.seal_into_staging(src, key)?),
-        })
+        let (bytes, offset) = tail;
+        file.write_all_at(bytes, offset)
+            .map_err(io_err("write", path))?;
+        file.write_all_at(header, 0)
+            .map_err(io_err("write", path))?;
+        file.sync_data().map_err(io_err("fsync", path))?;
+        Ok(staged)
     }
 
     fn commit(&self, mut staged: StagedBlob) -> Result<(), StoreError> {
@@ -341,46 +380,6 @@ impl Inner {
         // Also when the blob was there already: a concurrent put may have renamed it in
         // without having fsynced the directory yet, so do that before answering for it.
         sync_dir(&shard)
-    }
-
-    /// Seals `src` into a new file under `tmp/` (the same filesystem as `blobs/`, so that it
-    /// can be renamed into place atomically) and fsyncs it. Returns the staged file's path.
-    fn seal_into_staging(&self, src: &Path, key: &BlobKey) -> Result<PathBuf, StoreError> {
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let staged = self.tmp.join(format!("{}.{}", std::process::id(), n));
-        let seal = || -> Result<(), StoreError> {
-            let mut input = File::open(src).map_err(io_err("open", src))?;
-            let len = input.metadata().map_err(io_err("inspect", src))?.len();
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(FILE_MODE)
-                .open(&staged)
-                .map_err(io_err("create", &staged))?;
-            let (mut sealer, header) = Sealer::new(&self.keyring, key, len)?;
-            out.write_all(&header).map_err(io_err("write", &staged))?;
-            let mut chunk = sealer.chunk_buffer();
-            while let Some(n) = sealer.next_len() {
-                chunk.clear();
-                chunk.resize(n, 0);
-                input.read_exact(&mut chunk).map_err(io_err("read", src))?;
-                sealer.seal_next(&mut chunk)?;
-                out.write_all(&chunk).map_err(io_err("write", &staged))?;
-            }
-            // The header promised `len` bytes; a source that grew since would be cut short.
-            if input.read(&mut [0u8; 1]).map_err(io_err("read", src))? != 0 {
-                let grew = io::Error::other("it grew while being stored");
-                return Err(io_err("read", src)(grew));
-            }
-            out.sync_all().map_err(io_err("fsync", &staged))
-        };
-        match seal() {
-            Ok(()) => Ok(staged),
-            Err(e) => {
-                let _ = fs::remove_file(&staged);
-                Err(e)
-            }
-        }
     }
 
     /// Re-seals a blob's data key under the keyring's active master key, rewriting only its
@@ -576,11 +575,106 @@ fn remove_stale_tmp(tmp: &Path) {
     }
 }
 
+/// Sealed bytes gathered before a write: every write is a hand-over to the blocking pool.
+const WRITE_BATCH: usize = 128 * 1024;
+/// One sealed chunk at most: what a push can add beyond a full batch.
+const CHUNK_WITH_TAG: usize = 64 * 1024 + 16;
+
+/// Seals plaintext as it arrives into a file under `tmp/`, leaving room for the header, which
+/// is written last.
+struct LocalBlobWriter {
+    inner: Arc<Inner>,
+    /// `None` after a failed write: the writer is then unusable.
+    file: Option<File>,
+    /// The staging file, removed on drop until handed over to a [`StagedBlob`].
+    path: Option<PathBuf>,
+    sealer: StreamSealer,
+    /// Sealed bytes not yet written.
+    sealed: Vec<u8>,
+    /// Where `sealed` goes in the file.
+    offset: u64,
+}
+
+impl LocalBlobWriter {
+    fn unusable() -> StoreError {
+        StoreError::Io {
+            op: "write",
+            path: PathBuf::from("tmp"),
+            source: io::Error::other("an earlier write to this blob failed"),
+        }
+    }
+
+    /// Writes the sealed bytes gathered so far and asks the kernel to start writing them to
+    /// the device now, so that the fsync at the end waits for little more than the tail.
+    async fn write_sealed(&mut self) -> Result<(), StoreError> {
+        let file = self.file.take().ok_or_else(Self::unusable)?;
+        let path = self.path.clone().unwrap_or_default();
+        let bytes = std::mem::take(&mut self.sealed);
+        let offset = self.offset;
+        let (file, mut bytes) = tokio::task::spawn_blocking(move || {
+            file.write_all_at(&bytes, offset)
+                .map_err(io_err("write", &path))?;
+            // Advice only: writeback starts early where the kernel takes the hint (Linux
+            // starts it for DONTNEED), and nothing is lost where it does not.
+            let len = std::num::NonZeroU64::new(bytes.len() as u64);
+            let _ = rustix::fs::fadvise(&file, offset, len, rustix::fs::Advice::DontNeed);
+            Ok::<_, StoreError>((file, bytes))
+        })
+        .await??;
+        self.offset += bytes.len() as u64;
+        bytes.clear();
+        self.sealed = bytes;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobWriter for LocalBlobWriter {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.sealer.push(bytes, &mut self.sealed)?;
+        if self.sealed.len() >= WRITE_BATCH {
+            self.write_sealed().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>, key: &BlobKey) -> Result<StagedBlob, StoreError> {
+        let file = self.file.take().ok_or_else(Self::unusable)?;
+        // From here on the staged blob owns the file and removes it if anything fails.
+        let staged = StagedBlob {
+            key: key.clone(),
+            file: self.path.take(),
+        };
+        let mut sealed = std::mem::take(&mut self.sealed);
+        let header = self.sealer.finish(&self.inner.keyring, key, &mut sealed)?;
+        let (inner, offset) = (Arc::clone(&self.inner), self.offset);
+        tokio::task::spawn_blocking(move || inner.stage(staged, file, (&sealed, offset), &header))
+            .await?
+    }
+}
+
+impl Drop for LocalBlobWriter {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Best effort: a leftover is removed by the stale-file sweep at the next open.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl BlobStore for LocalBlobStore {
-    async fn stage(&self, src: &Path, key: &BlobKey) -> Result<StagedBlob, StoreError> {
-        let (src, key) = (src.to_owned(), key.clone());
-        self.blocking(move |inner| inner.stage(&src, &key)).await
+    async fn begin(&self) -> Result<Box<dyn BlobWriter>, StoreError> {
+        let (file, path) = self.blocking(Inner::create_staging).await?;
+        Ok(Box::new(LocalBlobWriter {
+            inner: Arc::clone(&self.inner),
+            file: Some(file),
+            path: Some(path),
+            sealer: StreamSealer::new()?,
+            sealed: Vec::with_capacity(WRITE_BATCH + CHUNK_WITH_TAG),
+            offset: HEADER_LEN as u64,
+        }))
     }
 
     async fn commit(&self, staged: StagedBlob) -> Result<(), StoreError> {
@@ -717,11 +811,14 @@ mod tests {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
-    /// Writes `bytes` to a spool file next to (not inside) the store, as ingest would.
-    fn spool(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = dir.join(name);
-        fs::write(&path, bytes).unwrap();
-        path
+    /// Writes `bytes` through a blob writer in pieces that fall across chunk boundaries, as
+    /// data arrives from a peer, and stages the blob.
+    async fn stage(store: &LocalBlobStore, bytes: &[u8], key: &BlobKey) -> StagedBlob {
+        let mut writer = store.begin().await.unwrap();
+        for piece in bytes.chunks(10_007) {
+            writer.write(piece).await.unwrap();
+        }
+        writer.finish(key).await.unwrap()
     }
 
     async fn read_all(store: &LocalBlobStore, key: &BlobKey) -> Vec<u8> {
@@ -762,15 +859,14 @@ mod tests {
     }
 
     /// Stages and commits, as ingest does.
-    async fn put_file(store: &LocalBlobStore, src: &Path, key: &BlobKey) {
-        let staged = store.stage(src, key).await.unwrap();
+    async fn put_bytes(store: &LocalBlobStore, bytes: &[u8], key: &BlobKey) {
+        let staged = stage(store, bytes, key).await;
         store.commit(staged).await.unwrap();
     }
 
-    async fn put(store: &LocalBlobStore, dir: &Path, bytes: &[u8]) -> BlobKey {
+    async fn put(store: &LocalBlobStore, bytes: &[u8]) -> BlobKey {
         let key = key_of(bytes);
-        let name = format!("spool-{}", key.as_str());
-        put_file(store, &spool(dir, &name, bytes), &key).await;
+        put_bytes(store, bytes, &key).await;
         key
     }
 
@@ -800,17 +896,15 @@ mod tests {
         let (dir, store) = setup();
         let bytes = b"DICM and some pixels".repeat(1000);
         let key = key_of(&bytes);
-        let src = spool(dir.path(), "spool1", &bytes);
 
         assert!(!store.exists(&key).await.unwrap());
-        let staged = store.stage(&src, &key).await.unwrap();
+        let staged = stage(&store, &bytes, &key).await;
         assert!(
             !store.exists(&key).await.unwrap(),
             "not visible before commit"
         );
         assert_eq!(fs::read_dir(&store.inner.tmp).unwrap().count(), 1);
         store.commit(staged).await.unwrap();
-        assert!(src.exists(), "the source stays the caller's");
         assert!(store.exists(&key).await.unwrap());
         assert_eq!(store.len(&key).await.unwrap(), bytes.len() as u64);
         assert_eq!(read_all(&store, &key).await, bytes);
@@ -836,9 +930,9 @@ mod tests {
 
     #[tokio::test]
     async fn no_plaintext_reaches_the_blob_file() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let bytes = b"DOE^JANE 1970-01-01 ".repeat(10_000);
-        let key = put(&store, dir.path(), &bytes).await;
+        let key = put(&store, &bytes).await;
         let raw = fs::read(store.inner.blob_path(&key)).unwrap();
         assert!(!raw.windows(8).any(|w| w == b"DOE^JANE"));
         assert_eq!(raw.len(), sealed_len(bytes.len()));
@@ -847,10 +941,10 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_across_chunk_boundaries() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 17] {
             let bytes = content(len);
-            let key = put(&store, dir.path(), &bytes).await;
+            let key = put(&store, &bytes).await;
             assert_eq!(store.len(&key).await.unwrap(), len as u64, "{len}");
             let on_disk = fs::metadata(store.inner.blob_path(&key)).unwrap().len();
             assert_eq!(on_disk, sealed_len(len) as u64, "{len}");
@@ -912,9 +1006,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_trickling_source_reads_whole() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let bytes = content(2 * CHUNK + 3);
-        let key = put(&store, dir.path(), &bytes).await;
+        let key = put(&store, &bytes).await;
         let raw = fs::read(store.inner.blob_path(&key)).unwrap();
         let (out, err) = read_until_error(stream_over(&store, &key, &raw)).await;
         assert!(err.is_none(), "{err:?}");
@@ -923,9 +1017,9 @@ mod tests {
 
     #[tokio::test]
     async fn damaged_chunks_fail_without_yielding_their_bytes() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let bytes = content(2 * CHUNK + 100);
-        let key = put(&store, dir.path(), &bytes).await;
+        let key = put(&store, &bytes).await;
         let path = store.inner.blob_path(&key);
         let good = fs::read(&path).unwrap();
         let chunk_at = |i: usize| sealed::HEADER_LEN + i * (CHUNK + TAG);
@@ -988,10 +1082,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn blobs_of_the_first_format_still_open() {
+        let (_dir, store) = setup();
+        for len in [0, 1, CHUNK, 2 * CHUNK + 100] {
+            let bytes = content(len);
+            let key = key_of(&bytes);
+            let raw = sealed::seal_length_in_chunks(&store.inner.keyring, &key, &bytes).unwrap();
+            assert_eq!(raw.len(), sealed_len(len), "{len}");
+            let path = store.inner.blob_path(&key);
+            fs::write(&path, &raw).unwrap();
+            assert_eq!(store.len(&key).await.unwrap(), len as u64, "{len}");
+            assert_eq!(read_all(&store, &key).await, bytes, "{len}");
+
+            // The version is authenticated like the rest of the header: relabelled, the blob
+            // does not open.
+            let mut relabelled = raw.clone();
+            relabelled[8..10].copy_from_slice(&2u16.to_be_bytes());
+            fs::write(&path, &relabelled).unwrap();
+            assert!(store.open(&key).await.is_err(), "{len}");
+            fs::remove_file(&path).unwrap();
+        }
+    }
+
+    #[tokio::test]
     async fn any_header_change_is_refused() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let bytes = content(CHUNK + 5);
-        let key = put(&store, dir.path(), &bytes).await;
+        let key = put(&store, &bytes).await;
         let path = store.inner.blob_path(&key);
         let good = fs::read(&path).unwrap();
         // Every byte of the fixed header and of the used key slot.
@@ -1021,8 +1138,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_blob_moved_to_another_name_does_not_open() {
-        let (dir, store) = setup();
-        let key = put(&store, dir.path(), b"the real content").await;
+        let (_dir, store) = setup();
+        let key = put(&store, b"the real content").await;
         let other = key_of(b"another object");
         fs::copy(store.inner.blob_path(&key), store.inner.blob_path(&other)).unwrap();
         let err = store.open(&other).await.err();
@@ -1035,7 +1152,7 @@ mod tests {
         let root = dir.path().join("store");
         let right = keyring();
         let store = LocalBlobStore::open(&root, Arc::clone(&right)).unwrap();
-        let key = put(&store, dir.path(), b"sealed under the right key").await;
+        let key = put(&store, b"sealed under the right key").await;
 
         // Another archive's keyring: the blob names a key it does not have.
         let other = LocalBlobStore::open(&root, keyring()).unwrap();
@@ -1081,7 +1198,7 @@ mod tests {
         let store = LocalBlobStore::open(&root, Arc::clone(&old)).unwrap();
         let mut stored = Vec::new();
         for bytes in [Vec::new(), content(10), content(3 * CHUNK + 1)] {
-            let key = put(&store, dir.path(), &bytes).await;
+            let key = put(&store, &bytes).await;
             stored.push((key.clone(), bytes, chunks_of(&store, &key)));
         }
 
@@ -1123,7 +1240,7 @@ mod tests {
             assert_eq!(&read_all(&rotated, key).await, bytes);
             assert_eq!(used_slots(&rotated, key), [true, false]);
         }
-        let fresh = put(&rotated, dir.path(), b"after rotation").await;
+        let fresh = put(&rotated, b"after rotation").await;
         assert_eq!(read_all(&rotated, &fresh).await, b"after rotation");
     }
 
@@ -1137,8 +1254,8 @@ mod tests {
         let only_old = Arc::new(Keyring::load(&keys).unwrap());
         let store = LocalBlobStore::open(&root, Arc::clone(&only_old)).unwrap();
         let bytes = content(CHUNK + 1);
-        let key = put(&store, dir.path(), &bytes).await;
-        let damaged = put(&store, dir.path(), b"its header will be damaged").await;
+        let key = put(&store, &bytes).await;
+        let damaged = put(&store, b"its header will be damaged").await;
 
         // The crash: the new key is saved, and one blob got its new slot but still has its old.
         let new_id = keyring.add_active().unwrap();
@@ -1188,12 +1305,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_stage_leaves_nothing() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let key = key_of(b"refused");
-        let staged = store
-            .stage(&spool(dir.path(), "r", b"refused"), &key)
-            .await
-            .unwrap();
+        let staged = stage(&store, b"refused", &key).await;
         drop(staged);
         assert!(!store.exists(&key).await.unwrap());
         assert_eq!(fs::read_dir(&store.inner.tmp).unwrap().count(), 0);
@@ -1201,18 +1315,15 @@ mod tests {
 
     #[tokio::test]
     async fn idempotent_put() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let key = key_of(b"same");
-        put_file(&store, &spool(dir.path(), "a", b"same"), &key).await;
+        put_bytes(&store, b"same", &key).await;
         let before = fs::read(store.inner.blob_path(&key)).unwrap();
-        let staged = store
-            .stage(&spool(dir.path(), "b", b"same"), &key)
-            .await
-            .unwrap();
+        let staged = stage(&store, b"same", &key).await;
         assert_eq!(
             fs::read_dir(&store.inner.tmp).unwrap().count(),
             0,
-            "nothing sealed for a blob already stored"
+            "nothing kept for a blob already stored"
         );
         store.commit(staged).await.unwrap();
         assert_eq!(fs::read(store.inner.blob_path(&key)).unwrap(), before);
@@ -1221,9 +1332,9 @@ mod tests {
 
     #[tokio::test]
     async fn delete_is_idempotent() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let key = key_of(b"gone");
-        put_file(&store, &spool(dir.path(), "g", b"gone"), &key).await;
+        put_bytes(&store, b"gone", &key).await;
         store.delete(&key).await.unwrap();
         assert!(!store.exists(&key).await.unwrap());
         assert!(matches!(
@@ -1240,12 +1351,12 @@ mod tests {
     }
     #[tokio::test]
     async fn list_shard_returns_keys_and_ignores_junk() {
-        let (dir, store) = setup();
+        let (_dir, store) = setup();
         let mut keys = Vec::new();
         for i in 0..300u32 {
             let bytes = i.to_le_bytes();
             let key = key_of(&bytes);
-            put_file(&store, &spool(dir.path(), &format!("s{i}"), &bytes), &key).await;
+            put_bytes(&store, &bytes, &key).await;
             keys.push(key);
         }
         let shard = u8::from_str_radix(&keys[0].as_str()[0..2], 16).unwrap();
@@ -1292,7 +1403,7 @@ mod tests {
             .collect();
         for (i, key) in keys.iter().enumerate() {
             let bytes = (i as u32).to_be_bytes();
-            put_file(&store, &spool(dir.path(), &format!("s{i}"), &bytes), key).await;
+            put_bytes(&store, &bytes, key).await;
         }
         drop(store);
         // Rearrange them as earlier versions kept them: blobs/ab/cd/<key>.
@@ -1338,7 +1449,7 @@ mod tests {
         let keyring = keyring();
         let store = LocalBlobStore::open(&dir.path().join("store"), Arc::clone(&keyring)).unwrap();
         let key = key_of(b"kept");
-        put_file(&store, &spool(dir.path(), "k", b"kept"), &key).await;
+        put_bytes(&store, b"kept", &key).await;
         drop(store);
         let store = LocalBlobStore::open(&dir.path().join("store"), keyring).unwrap();
         assert_eq!(read_all(&store, &key).await, b"kept");

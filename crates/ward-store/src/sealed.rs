@@ -4,20 +4,27 @@
 //! ```text
 //! offset size  field
 //!      0    8  magic "WARDBLB1"
-//!      8    2  format version (1)                         ┐
-//!     10    4  plaintext bytes per chunk (65,536)         │ the "fixed" header,
-//!     14    8  plaintext length                           │ integers big-endian
-//!     22    4  nonce prefix (random)                      ┘
+//!      8    2  format version (2; version 1 is still read)  ┐
+//!     10    4  plaintext bytes per chunk (65,536)           │ the "fixed" header,
+//!     14    8  plaintext length                             │ integers big-endian
+//!     22    4  nonce prefix (random)                        ┘
 //!     26   64  key slot 0: master key id (4, 0 = empty), nonce (12), sealed data key (32 + 16)
 //!     90   64  key slot 1: the same
 //!    154       chunk 0, chunk 1, …: each its ciphertext followed by its 16-byte tag
 //! ```
 //!
 //! Why it is built this way:
-//! - Chunk `i` is sealed with the nonce `prefix ‖ i` and authenticates the fixed header, `i`,
-//!   and whether it is the last chunk. Changing the length, swapping or reordering chunks,
-//!   dropping the tail or appending to it all fail authentication or the length check, and a
-//!   reader decrypts one chunk at a time, so memory stays bounded whatever the blob's size.
+//! - Chunk `i` is sealed with the nonce `prefix ‖ i` and authenticates the fixed header (in
+//!   version 2 with the length field zeroed), `i`, and whether it is the last chunk. The key
+//!   slots authenticate the whole fixed header, length included. Changing the length fails the
+//!   slots; swapping or reordering chunks, dropping the tail or appending to it fail a chunk
+//!   or the length check, and a reader decrypts one chunk at a time, so memory stays bounded
+//!   whatever the blob's size.
+//! - Version 2 leaves the length out of the chunks so that a blob can be sealed while its
+//!   plaintext is still arriving: chunks are written as they fill, the header (length and key
+//!   slot) last, at offset 0. Ingest then writes the object to disk during the transfer
+//!   instead of after it. Version 1 (length in every chunk, so the length had to be known
+//!   before the first chunk) is read as before.
 //! - There are `max(1, ⌈length / chunk⌉)` chunks: an empty blob still has one (empty, tagged)
 //!   chunk, so nothing is ever accepted without authentication.
 //! - Each blob gets a fresh random data key that never seals anything else, so the chunk
@@ -43,7 +50,10 @@ use crate::keyring::{KeyId, Keyring};
 use crate::{BlobKey, StoreError};
 
 const MAGIC: [u8; 8] = *b"WARDBLB1";
-const VERSION: u16 = 1;
+/// Chunks authenticate the plaintext length: written by earlier versions of Ward, still read.
+const VERSION_LENGTH_IN_CHUNKS: u16 = 1;
+/// Chunks do not authenticate the length (the key slots do): the version written now.
+const VERSION: u16 = 2;
 /// Plaintext bytes per chunk in the blobs written here.
 const CHUNK_LEN: u32 = 64 * 1024;
 /// Chunk sizes a reader accepts. The upper bound is what caps a reader's memory.
@@ -69,6 +79,7 @@ fn corrupt(key: &BlobKey, reason: impl Into<String>) -> StoreError {
 /// The header's fields before the key slots, which every chunk and every slot authenticates.
 #[derive(Clone, Copy)]
 struct Fixed {
+    version: u16,
     chunk_len: u32,
     plaintext_len: u64,
     nonce_prefix: [u8; 4],
@@ -78,7 +89,7 @@ impl Fixed {
     fn encode(&self) -> [u8; FIXED_LEN] {
         let mut out = [0u8; FIXED_LEN];
         out[0..8].copy_from_slice(&MAGIC);
-        out[8..10].copy_from_slice(&VERSION.to_be_bytes());
+        out[8..10].copy_from_slice(&self.version.to_be_bytes());
         out[10..14].copy_from_slice(&self.chunk_len.to_be_bytes());
         out[14..22].copy_from_slice(&self.plaintext_len.to_be_bytes());
         out[22..26].copy_from_slice(&self.nonce_prefix);
@@ -91,12 +102,14 @@ impl Fixed {
             return Err("not a Ward blob (bad magic)");
         }
         let (version, rest) = rest.split_at(2);
-        if version != VERSION.to_be_bytes() {
+        let version = u16::from_be_bytes(version.try_into().map_err(|_| "bad header")?);
+        if version != VERSION && version != VERSION_LENGTH_IN_CHUNKS {
             return Err("unsupported blob format version");
         }
         let (chunk_len, rest) = rest.split_at(4);
         let (plaintext_len, prefix) = rest.split_at(8);
         let fixed = Fixed {
+            version,
             chunk_len: u32::from_be_bytes(chunk_len.try_into().map_err(|_| "bad header")?),
             plaintext_len: u64::from_be_bytes(plaintext_len.try_into().map_err(|_| "bad header")?),
             nonce_prefix: prefix.try_into().map_err(|_| "bad header")?,
@@ -140,12 +153,37 @@ impl Fixed {
         Nonce::assume_unique_for_key(nonce)
     }
 
-    fn chunk_aad(&self, index: u64) -> [u8; FIXED_LEN + 9] {
+    /// What chunk `index` authenticates besides its bytes. `last` is whether it ends the
+    /// blob: a reader takes that from the header's length, a writer knows it.
+    fn chunk_aad(&self, index: u64, last: bool) -> [u8; FIXED_LEN + 9] {
         let mut aad = [0u8; FIXED_LEN + 9];
         aad[..FIXED_LEN].copy_from_slice(&self.encode());
+        if self.version != VERSION_LENGTH_IN_CHUNKS {
+            aad[14..22].fill(0);
+        }
         aad[FIXED_LEN..FIXED_LEN + 8].copy_from_slice(&index.to_be_bytes());
-        aad[FIXED_LEN + 8] = u8::from(index + 1 == self.chunk_count());
+        aad[FIXED_LEN + 8] = u8::from(last);
         aad
+    }
+
+    /// Seals the plaintext at `buf[start..]` in place as chunk `index` and appends its tag.
+    fn seal_chunk(
+        &self,
+        key: &LessSafeKey,
+        index: u64,
+        last: bool,
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), StoreError> {
+        let tag = key
+            .seal_in_place_separate_tag(
+                self.chunk_nonce(index),
+                Aad::from(self.chunk_aad(index, last)),
+                &mut buf[start..],
+            )
+            .map_err(|_| StoreError::Crypto)?;
+        buf.extend_from_slice(tag.as_ref());
+        Ok(())
     }
 
     fn slot_aad(&self, master: u32, blob: &BlobKey) -> Vec<u8> {
@@ -332,70 +370,119 @@ impl Header {
     }
 }
 
-/// Seals a plaintext of known length chunk by chunk, in order.
-pub(crate) struct Sealer {
+/// Seals a plaintext as it arrives, whatever its length: chunks are sealed as they fill, and
+/// the header, which records the length, is produced last.
+pub(crate) struct StreamSealer {
     fixed: Fixed,
+    data_key: Zeroizing<[u8; DATA_KEY_LEN]>,
     key: LessSafeKey,
+    /// Index of the next chunk to seal.
     next: u64,
+    /// Plaintext of the chunk being filled. A full chunk stays here until more bytes arrive:
+    /// only then is it known not to be the last.
+    pending: Vec<u8>,
+    plaintext_len: u64,
 }
 
-impl Sealer {
-    /// A fresh data key and nonce prefix for one blob; returns the header to write first.
-    pub(crate) fn new(
-        keyring: &Keyring,
-        blob: &BlobKey,
-        plaintext_len: u64,
-    ) -> Result<(Sealer, [u8; HEADER_LEN]), StoreError> {
+impl StreamSealer {
+    /// A fresh data key and nonce prefix for one blob.
+    pub(crate) fn new() -> Result<StreamSealer, StoreError> {
         let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
         aws_lc_rs::rand::fill(&mut data_key[..]).map_err(|_| StoreError::Crypto)?;
         let mut nonce_prefix = [0u8; 4];
         aws_lc_rs::rand::fill(&mut nonce_prefix).map_err(|_| StoreError::Crypto)?;
-        let fixed = Fixed {
-            chunk_len: CHUNK_LEN,
-            plaintext_len,
-            nonce_prefix,
-        };
-        let mut header = [0u8; HEADER_LEN];
-        header[..FIXED_LEN].copy_from_slice(&fixed.encode());
-        header[slot_offset(0)..slot_offset(1)]
-            .copy_from_slice(&fixed.seal_slot(keyring, blob, &data_key)?);
         let key = data_key_aead(&data_key)?;
-        Ok((
-            Sealer {
-                fixed,
-                key,
-                next: 0,
+        Ok(StreamSealer {
+            fixed: Fixed {
+                version: VERSION,
+                chunk_len: CHUNK_LEN,
+                plaintext_len: 0,
+                nonce_prefix,
             },
-            header,
-        ))
+            data_key,
+            key,
+            next: 0,
+            pending: Vec::with_capacity(CHUNK_LEN as usize),
+            plaintext_len: 0,
+        })
     }
 
-    /// A buffer that holds one sealed chunk without growing.
-    pub(crate) fn chunk_buffer(&self) -> Vec<u8> {
-        Vec::with_capacity(self.fixed.chunk_len as usize + TAG_LEN)
+    /// Takes more plaintext; every chunk it completes (and that more bytes follow) is sealed
+    /// and appended to `out`, ready to be written after the header and the chunks before it.
+    pub(crate) fn push(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) -> Result<(), StoreError> {
+        let chunk_len = self.fixed.chunk_len as usize;
+        self.plaintext_len = self.plaintext_len.saturating_add(bytes.len() as u64);
+        while !bytes.is_empty() {
+            if self.pending.len() == chunk_len {
+                self.seal_pending(false, out)?;
+            }
+            let take = (chunk_len - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        Ok(())
     }
 
-    /// Plaintext bytes the next chunk takes, or `None` once every chunk is sealed.
-    pub(crate) fn next_len(&self) -> Option<usize> {
-        (self.next < self.fixed.chunk_count()).then(|| self.fixed.chunk_plain_len(self.next))
+    /// Seals the last chunk into `out` and returns the header, to be written at offset 0, for
+    /// the blob named `blob` (the SHA-256 of all the plaintext pushed).
+    pub(crate) fn finish(
+        &mut self,
+        keyring: &Keyring,
+        blob: &BlobKey,
+        out: &mut Vec<u8>,
+    ) -> Result<[u8; HEADER_LEN], StoreError> {
+        self.seal_pending(true, out)?;
+        self.fixed.plaintext_len = self.plaintext_len;
+        let mut header = [0u8; HEADER_LEN];
+        header[..FIXED_LEN].copy_from_slice(&self.fixed.encode());
+        header[slot_offset(0)..slot_offset(1)].copy_from_slice(&self.fixed.seal_slot(
+            keyring,
+            blob,
+            &self.data_key,
+        )?);
+        Ok(header)
     }
 
-    /// Seals the next chunk: `chunk` holds exactly [`next_len`](Self::next_len) plaintext
-    /// bytes and leaves holding the ciphertext followed by the tag.
-    pub(crate) fn seal_next(&mut self, chunk: &mut Vec<u8>) -> Result<(), StoreError> {
-        let index = self.next;
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                self.fixed.chunk_nonce(index),
-                Aad::from(self.fixed.chunk_aad(index)),
-                chunk,
-            )
-            .map_err(|_| StoreError::Crypto)?;
-        chunk.extend_from_slice(tag.as_ref());
+    fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), StoreError> {
+        let start = out.len();
+        out.extend_from_slice(&self.pending);
+        self.pending.clear();
+        self.fixed
+            .seal_chunk(&self.key, self.next, last, out, start)?;
         self.next += 1;
         Ok(())
     }
+}
+
+/// Blobs in the format of earlier versions, for the tests that they still open.
+#[cfg(test)]
+pub(crate) fn seal_length_in_chunks(
+    keyring: &Keyring,
+    blob: &BlobKey,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut sealer = StreamSealer::new()?;
+    sealer.fixed.version = VERSION_LENGTH_IN_CHUNKS;
+    sealer.fixed.plaintext_len = plaintext.len() as u64;
+    let mut out = vec![0u8; HEADER_LEN];
+    let chunks = sealer.fixed.chunk_count();
+    let chunk_len = sealer.fixed.chunk_len as usize;
+    for index in 0..chunks {
+        let from = (index as usize) * chunk_len;
+        let to = (from + chunk_len).min(plaintext.len());
+        let start = out.len();
+        out.extend_from_slice(&plaintext[from..to]);
+        sealer
+            .fixed
+            .seal_chunk(&sealer.key, index, index + 1 == chunks, &mut out, start)?;
+    }
+    out[..FIXED_LEN].copy_from_slice(&sealer.fixed.encode());
+    out[slot_offset(0)..slot_offset(1)].copy_from_slice(&sealer.fixed.seal_slot(
+        keyring,
+        blob,
+        &sealer.data_key,
+    )?);
+    Ok(out)
 }
 
 fn data_key_aead(key: &[u8; DATA_KEY_LEN]) -> Result<LessSafeKey, StoreError> {
@@ -425,7 +512,10 @@ impl Opener {
             .key
             .open_in_place(
                 self.fixed.chunk_nonce(index),
-                Aad::from(self.fixed.chunk_aad(index)),
+                Aad::from(
+                    self.fixed
+                        .chunk_aad(index, index + 1 == self.fixed.chunk_count()),
+                ),
                 sealed,
             )
             .map_err(|_| corrupt(blob, format!("chunk {index} fails authentication")))?;
