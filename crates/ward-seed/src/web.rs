@@ -83,6 +83,13 @@ impl Client {
                     .context("CA certificate")?;
             }
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            // The first random bytes a process draws from aws-lc seed its generator, which
+            // takes tens of milliseconds; drawn here, that start-up cost of the client stays
+            // out of the timed connection set-up.
+            provider
+                .secure_random
+                .fill(&mut [0u8; 32])
+                .map_err(|e| anyhow::anyhow!("random generator: {e:?}"))?;
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
