@@ -490,11 +490,14 @@ impl Ingest {
         )
         .map_err(IngestError::internal)?;
         let key = BlobKey::parse(&row.blob_key).map_err(IngestError::internal)?;
-        let len = self.store.len(&key).await.map_err(IngestError::internal)?;
+        let (mut reader, len) = self
+            .store
+            .open_sized(&key)
+            .await
+            .map_err(IngestError::internal)?;
         let dataset_len = len
             .checked_sub(offset)
             .ok_or_else(|| IngestError::Internal("stored object shorter than its header".into()))?;
-        let mut reader = self.store.open(&key).await.map_err(IngestError::internal)?;
         // Skip the header by reading it: the store's readers are streams, not files.
         let mut skipped = vec![0u8; usize::try_from(offset).map_err(IngestError::internal)?];
         tokio::io::AsyncReadExt::read_exact(&mut reader, &mut skipped)

@@ -38,7 +38,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sealed::{BlobReader, HEADER_LEN, Header, StreamSealer};
-use tokio::io::AsyncReadExt;
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -149,7 +148,14 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn open(
         &self,
         key: &BlobKey,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError>;
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+        Ok(self.open_sized(key).await?.0)
+    }
+    /// [`open`](Self::open), with the plaintext length: one opening where a caller needs both.
+    async fn open_sized(
+        &self,
+        key: &BlobKey,
+    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), StoreError>;
     async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError>;
     /// The plaintext length.
     async fn len(&self, key: &BlobKey) -> Result<u64, StoreError>;
@@ -267,22 +273,26 @@ impl LocalBlobStore {
         tokio::task::spawn_blocking(move || work(&inner)).await?
     }
 
-    /// Opens a blob file and authenticates its header. The file is left positioned at the
-    /// first chunk, and its length is checked against the header's, so a truncated or extended
-    /// blob fails here, before anything is read from it.
-    async fn open_sealed(
-        &self,
-        key: &BlobKey,
-    ) -> Result<(tokio::fs::File, Header, PathBuf), StoreError> {
-        let path = self.inner.blob_path(key);
-        let mut file = match tokio::fs::File::open(&path).await {
+    /// Opens a blob file and authenticates its header, in one hand-over to the blocking pool.
+    /// The file is left positioned at the first chunk, and its length is checked against the
+    /// header's, so a truncated or extended blob fails here, before anything is read from it.
+    async fn open_sealed(&self, key: &BlobKey) -> Result<(File, Header, PathBuf), StoreError> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.open_sealed(&key)).await
+    }
+}
+
+impl Inner {
+    fn open_sealed(&self, key: &BlobKey) -> Result<(File, Header, PathBuf), StoreError> {
+        let path = self.blob_path(key);
+        let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(StoreError::NotFound(key.clone()));
             }
             Err(e) => return Err(io_err("open", &path)(e)),
         };
-        let meta = file.metadata().await.map_err(io_err("inspect", &path))?;
+        let meta = file.metadata().map_err(io_err("inspect", &path))?;
         if !meta.is_file() {
             return Err(StoreError::NotFound(key.clone()));
         }
@@ -293,10 +303,8 @@ impl LocalBlobStore {
             });
         }
         let mut bytes = [0u8; HEADER_LEN];
-        file.read_exact(&mut bytes)
-            .await
-            .map_err(io_err("read", &path))?;
-        let header = Header::open(&bytes, &self.inner.keyring, key)?;
+        io::Read::read_exact(&mut file, &mut bytes).map_err(io_err("read", &path))?;
+        let header = Header::open(&bytes, &self.keyring, key)?;
         if meta.len() != header.file_len() {
             return Err(StoreError::Corrupt {
                 key: key.clone(),
@@ -306,9 +314,7 @@ impl LocalBlobStore {
         }
         Ok((file, header, path))
     }
-}
 
-impl Inner {
     fn shard_dir(&self, key: &BlobKey) -> PathBuf {
         self.blobs.join(key.shard_dir())
     }
@@ -577,6 +583,8 @@ fn remove_stale_tmp(tmp: &Path) {
 
 /// Sealed bytes gathered before a write: every write is a hand-over to the blocking pool.
 const WRITE_BATCH: usize = 128 * 1024;
+/// Sealed bytes read at a time when a blob is streamed out, for the same reason.
+const READ_BATCH: usize = 256 * 1024;
 /// One sealed chunk at most: what a push can add beyond a full batch.
 const CHUNK_WITH_TAG: usize = 64 * 1024 + 16;
 
@@ -681,12 +689,16 @@ impl BlobStore for LocalBlobStore {
         self.blocking(move |inner| inner.commit(staged)).await
     }
 
-    async fn open(
+    async fn open_sized(
         &self,
         key: &BlobKey,
-    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
+    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), StoreError> {
         let (file, header, path) = self.open_sealed(key).await?;
-        Ok(Box::new(BlobReader::new(file, &header, key.clone(), path)?))
+        // Every read of a tokio file is a hand-over to the blocking pool: reading many chunks
+        // at a time keeps those (and the thread switches) few when a blob is streamed out.
+        let file = tokio::io::BufReader::with_capacity(READ_BATCH, tokio::fs::File::from_std(file));
+        let reader = BlobReader::new(file, &header, key.clone(), path)?;
+        Ok((Box::new(reader), header.plaintext_len()))
     }
 
     async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
