@@ -583,8 +583,6 @@ fn remove_stale_tmp(tmp: &Path) {
 
 /// Sealed bytes gathered before a write: every write is a hand-over to the blocking pool.
 const WRITE_BATCH: usize = 128 * 1024;
-/// Sealed bytes read at a time when a blob is streamed out, for the same reason.
-const READ_BATCH: usize = 256 * 1024;
 /// One sealed chunk at most: what a push can add beyond a full batch.
 const CHUNK_WITH_TAG: usize = 64 * 1024 + 16;
 
@@ -694,9 +692,6 @@ impl BlobStore for LocalBlobStore {
         key: &BlobKey,
     ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), StoreError> {
         let (file, header, path) = self.open_sealed(key).await?;
-        // Every read of a tokio file is a hand-over to the blocking pool: reading many chunks
-        // at a time keeps those (and the thread switches) few when a blob is streamed out.
-        let file = tokio::io::BufReader::with_capacity(READ_BATCH, tokio::fs::File::from_std(file));
         let reader = BlobReader::new(file, &header, key.clone(), path)?;
         Ok((Box::new(reader), header.plaintext_len()))
     }
@@ -808,8 +803,7 @@ pub async fn rotate_master_key(
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
-    use std::task::{Context, Poll};
-    use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+    use tokio::io::{AsyncRead, AsyncReadExt};
 
     const CHUNK: usize = 64 * 1024;
     const TAG: usize = 16;
@@ -978,28 +972,18 @@ mod tests {
 
     /// Hands out at most 5 bytes per poll and is pending every other time, as a slow disk or
     /// socket might.
+    /// A source that gives at most 5 bytes per read.
     struct Trickle {
         bytes: Vec<u8>,
         at: usize,
-        pending: bool,
     }
 
-    impl AsyncRead for Trickle {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            out: &mut ReadBuf<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            self.pending = !self.pending;
-            if self.pending {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let n = (self.bytes.len() - self.at).min(5).min(out.remaining());
-            let at = self.at;
-            out.put_slice(&self.bytes[at..at + n]);
+    impl std::io::Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = (self.bytes.len() - self.at).min(5).min(out.len());
+            out[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
             self.at += n;
-            Poll::Ready(Ok(()))
+            Ok(n)
         }
     }
 
@@ -1011,7 +995,6 @@ mod tests {
         let chunks = Trickle {
             bytes: raw[sealed::HEADER_LEN..].to_vec(),
             at: 0,
-            pending: false,
         };
         BlobReader::new(chunks, &header, key.clone(), PathBuf::from("test")).unwrap()
     }

@@ -37,7 +37,8 @@
 //!   under a key of the keyring, provided a write to one slot never damages the other (the
 //!   "powersafe overwrite" property SQLite also relies on by default).
 
-use std::io::{self, ErrorKind};
+use std::future::Future;
+use std::io::{self, ErrorKind, Read};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -524,66 +525,93 @@ impl Opener {
     }
 }
 
-/// Streams a blob's plaintext from its chunks (read after the header): one chunk is read,
-/// authenticated and only then handed out. Any failure is an error, never unauthenticated
-/// bytes; after one, every further read fails too.
+/// Plaintext bytes one hand-over to the blocking pool reads and opens (whole chunks; at least
+/// one).
+const READ_BATCH: usize = 256 * 1024;
+
+/// Streams a blob's plaintext from its chunks (read after the header). Chunks are read and
+/// authenticated in batches on tokio's blocking pool, one batch ahead of what is handed out,
+/// so that the file reads and the decryption run beside whatever consumes the stream (TLS,
+/// the network), on another core; a chunk is handed out only once it authenticated. Any
+/// failure is an error, never unauthenticated bytes; after one, every further read fails too.
 pub(crate) struct BlobReader<R> {
-    inner: R,
+    /// Plaintext being handed out, from `from`.
+    ready: Vec<u8>,
+    from: usize,
+    /// The next batch, being read.
+    pending: Option<tokio::task::JoinHandle<Batch<R>>>,
+    /// Why the stream stops after `ready`.
+    error: Option<StoreError>,
+    failed: bool,
+}
+
+/// Where the chunks come from: the file (positioned at the next chunk) and how to open them.
+struct Source<R> {
+    file: R,
+    opener: Opener,
     blob: BlobKey,
     /// For I/O error messages: the blob file's path.
     path: PathBuf,
-    opener: Opener,
-    /// One sealed chunk as it arrives, then its plaintext as it is handed out.
-    buf: Vec<u8>,
-    state: ReadState,
 }
 
-#[derive(Clone, Copy)]
-enum ReadState {
-    /// Reading the next sealed chunk; `usize` bytes of it are in `buf`.
-    Filling(usize),
-    /// Handing out `buf[from..to]`.
-    Serving {
-        from: usize,
-        to: usize,
-    },
-    /// Every chunk was read: the file must end here.
-    AtEnd,
-    Done,
-    Failed,
+/// What one hand-over produced.
+struct Batch<R> {
+    /// The plaintext of the chunks that authenticated, in order.
+    plain: Vec<u8>,
+    /// Handed back for the next batch; `None` once the blob is read or reading failed.
+    next: Option<Source<R>>,
+    error: Option<StoreError>,
 }
 
-impl<R: AsyncRead + Unpin> BlobReader<R> {
-    /// `inner` must be positioned right after the header.
-    pub(crate) fn new(
-        inner: R,
-        header: &Header,
-        blob: BlobKey,
-        path: PathBuf,
-    ) -> Result<Self, StoreError> {
-        let key = data_key_aead(header.data_key(&blob)?)?;
-        let chunk = header.fixed.chunk_len as usize + TAG_LEN;
-        Ok(BlobReader {
-            inner,
-            blob,
-            path,
-            opener: Opener {
-                fixed: header.fixed,
-                key,
-                next: 0,
-            },
-            buf: vec![0u8; chunk],
-            state: ReadState::Filling(0),
-        })
-    }
-
-    fn fail(&mut self, error: StoreError) -> Poll<io::Result<()>> {
-        self.state = ReadState::Failed;
-        let kind = match &error {
-            StoreError::Io { source, .. } => source.kind(),
-            _ => ErrorKind::InvalidData,
-        };
-        Poll::Ready(Err(io::Error::new(kind, error)))
+impl<R: Read + Send + 'static> Source<R> {
+    /// Reads and opens whole chunks until about [`READ_BATCH`] plaintext bytes or the end,
+    /// where the file must end too. Blocking.
+    fn read_batch(mut self) -> Batch<R> {
+        let mut plain = Vec::with_capacity(READ_BATCH + TAG_LEN);
+        loop {
+            let Some(want) = self.opener.next_sealed_len() else {
+                let error = match self.file.read(&mut [0u8; 1]) {
+                    Ok(0) => None,
+                    Ok(_) => Some(corrupt(&self.blob, "bytes after the last chunk")),
+                    Err(e) => Some(self.read_failed(e)),
+                };
+                return Batch {
+                    plain,
+                    next: None,
+                    error,
+                };
+            };
+            if !plain.is_empty() && plain.len() + want > READ_BATCH + TAG_LEN {
+                return Batch {
+                    plain,
+                    next: Some(self),
+                    error: None,
+                };
+            }
+            // Each chunk is read straight after the plaintext before it and opened in place;
+            // dropping its tag leaves the plaintext contiguous.
+            let start = plain.len();
+            plain.resize(start + want, 0);
+            let opened = match self.file.read_exact(&mut plain[start..]) {
+                Ok(()) => self.opener.open_next(&mut plain[start..], &self.blob),
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    let index = self.opener.next;
+                    Err(corrupt(&self.blob, format!("ends inside chunk {index}")))
+                }
+                Err(e) => Err(self.read_failed(e)),
+            };
+            match opened {
+                Ok(len) => plain.truncate(start + len),
+                Err(error) => {
+                    plain.truncate(start);
+                    return Batch {
+                        plain,
+                        next: None,
+                        error: Some(error),
+                    };
+                }
+            }
+        }
     }
 
     fn read_failed(&self, source: io::Error) -> StoreError {
@@ -595,7 +623,45 @@ impl<R: AsyncRead + Unpin> BlobReader<R> {
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for BlobReader<R> {
+impl<R: Read + Send + 'static> BlobReader<R> {
+    /// `file` must be positioned right after the header. Reading starts at once.
+    pub(crate) fn new(
+        file: R,
+        header: &Header,
+        blob: BlobKey,
+        path: PathBuf,
+    ) -> Result<Self, StoreError> {
+        let key = data_key_aead(header.data_key(&blob)?)?;
+        let source = Source {
+            file,
+            opener: Opener {
+                fixed: header.fixed,
+                key,
+                next: 0,
+            },
+            blob,
+            path,
+        };
+        Ok(BlobReader {
+            ready: Vec::new(),
+            from: 0,
+            pending: Some(tokio::task::spawn_blocking(move || source.read_batch())),
+            error: None,
+            failed: false,
+        })
+    }
+
+    fn fail(&mut self, error: StoreError) -> Poll<io::Result<()>> {
+        self.failed = true;
+        let kind = match &error {
+            StoreError::Io { source, .. } => source.kind(),
+            _ => ErrorKind::InvalidData,
+        };
+        Poll::Ready(Err(io::Error::new(kind, error)))
+    }
+}
+
+impl<R: Read + Send + 'static> AsyncRead for BlobReader<R> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -603,61 +669,38 @@ impl<R: AsyncRead + Unpin> AsyncRead for BlobReader<R> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            match this.state {
-                ReadState::Serving { from, to } if from < to => {
-                    let n = (to - from).min(out.remaining());
-                    out.put_slice(&this.buf[from..from + n]);
-                    this.state = ReadState::Serving { from: from + n, to };
-                    return Poll::Ready(Ok(()));
-                }
-                ReadState::Serving { .. } => this.state = ReadState::Filling(0),
-                ReadState::Filling(filled) => {
-                    let Some(want) = this.opener.next_sealed_len() else {
-                        this.state = ReadState::AtEnd;
-                        continue;
-                    };
-                    if filled < want {
-                        let mut window = ReadBuf::new(&mut this.buf[filled..want]);
-                        if let Err(e) = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut window))
-                        {
-                            let error = this.read_failed(e);
-                            return this.fail(error);
-                        }
-                        let n = window.filled().len();
-                        if n == 0 {
-                            let index = this.opener.next;
-                            let error = corrupt(&this.blob, format!("ends inside chunk {index}"));
-                            return this.fail(error);
-                        }
-                        this.state = ReadState::Filling(filled + n);
-                        continue;
-                    }
-                    match this.opener.open_next(&mut this.buf[..want], &this.blob) {
-                        Ok(len) => this.state = ReadState::Serving { from: 0, to: len },
-                        Err(e) => return this.fail(e),
-                    }
-                }
-                ReadState::AtEnd => {
-                    let mut probe = [0u8; 1];
-                    let mut window = ReadBuf::new(&mut probe);
-                    if let Err(e) = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut window)) {
-                        let error = this.read_failed(e);
-                        return this.fail(error);
-                    }
-                    if !window.filled().is_empty() {
-                        let error = corrupt(&this.blob, "bytes after the last chunk");
-                        return this.fail(error);
-                    }
-                    this.state = ReadState::Done;
-                }
-                ReadState::Done => return Poll::Ready(Ok(())),
-                ReadState::Failed => {
-                    return Poll::Ready(Err(io::Error::new(
-                        ErrorKind::InvalidData,
-                        "reading this blob already failed",
-                    )));
-                }
+            if this.from < this.ready.len() {
+                let n = (this.ready.len() - this.from).min(out.remaining());
+                out.put_slice(&this.ready[this.from..this.from + n]);
+                this.from += n;
+                return Poll::Ready(Ok(()));
             }
+            if let Some(error) = this.error.take() {
+                return this.fail(error);
+            }
+            if this.failed {
+                return Poll::Ready(Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    "reading this blob already failed",
+                )));
+            }
+            let Some(pending) = this.pending.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let batch = match ready!(Pin::new(pending).poll(cx)) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    this.pending = None;
+                    return this.fail(StoreError::from(e));
+                }
+            };
+            // The next batch is read while this one is handed out.
+            this.pending = batch
+                .next
+                .map(|source| tokio::task::spawn_blocking(move || source.read_batch()));
+            this.ready = batch.plain;
+            this.from = 0;
+            this.error = batch.error;
         }
     }
 }
