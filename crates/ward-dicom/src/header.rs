@@ -69,6 +69,18 @@ pub fn read_header_with_copy(path: &Path) -> Result<(InstanceAttributes, Vec<u8>
     Ok((attributes(&obj)?, header_copy(&obj)?))
 }
 
+/// [`read_header_with_copy`] of a Part 10 object (preamble first) read from `reader`.
+pub fn read_header_with_copy_from<R: std::io::Read>(
+    reader: R,
+) -> Result<(InstanceAttributes, Vec<u8>), HeaderError> {
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(reader)
+        .map_err(|e| HeaderError::Read(Box::new(e)))?;
+    Ok((attributes(&obj)?, header_copy(&obj)?))
+}
+
 /// Reads a Part 10 object (preamble first) from `reader` up to, and without, Pixel Data: the
 /// metadata WADO-RS serves. The same precondition as [`read_header`] applies: the data set must
 /// have passed the pre-scan.

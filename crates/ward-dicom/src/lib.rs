@@ -22,7 +22,7 @@ mod ts;
 pub use decode::{decode_to_native, is_decodable_transfer_syntax};
 pub use header::{
     HEADER_COPY_MAX_LEN, HEADER_COPY_MAX_VALUE, HeaderError, read_header, read_header_with_copy,
-    read_metadata,
+    read_header_with_copy_from, read_metadata,
 };
 pub use json::{
     BulkPolicy, BulkRef, DEFAULT_INLINE_LIMIT, PathStep, bulk_value, to_dicom_json,

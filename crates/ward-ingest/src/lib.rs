@@ -128,8 +128,20 @@ pub struct Ingest {
     index: Arc<dyn Index>,
     audit: Arc<ward_audit::AuditLog>,
     spool_dir: PathBuf,
+    /// Objects being received in memory rather than in a spool file: see [`MEMORY_SPOOL`].
+    memory_spool: Arc<tokio::sync::Semaphore>,
     limits: IngestLimits,
 }
+
+/// How many objects may be spooled in memory at once, each up to [`MEMORY_SPOOL_MAX`]: at
+/// most 32 MiB in all. Most objects are small (a CT slice is half a megabyte); keeping them
+/// out of the filesystem saves a file created, written, read back and removed for each, and
+/// the inode allocator's search past recently removed inodes that came with it. Objects
+/// beyond the slots or the size go to a spool file as before.
+const MEMORY_SPOOL: usize = 16;
+const MEMORY_SPOOL_MAX: usize = 2 * 1024 * 1024;
+/// What a memory spool reserves at first, enough for most single images without regrowing.
+const MEMORY_SPOOL_START: usize = 256 * 1024;
 
 impl Ingest {
     /// `spool_dir` holds objects while they arrive and are checked, in plaintext: keep it
@@ -146,6 +158,7 @@ impl Ingest {
             index,
             audit,
             spool_dir,
+            memory_spool: Arc::new(tokio::sync::Semaphore::new(MEMORY_SPOOL)),
             limits,
         }
     }
@@ -167,8 +180,8 @@ impl Ingest {
         &self.index
     }
 
-    /// Opens a spool file for one object and writes its Part 10 header (zero preamble and a
-    /// meta group of our own making: nothing of a sender's preamble is ever kept).
+    /// Opens a spool for one object and writes its Part 10 header (zero preamble and a meta
+    /// group of our own making: nothing of a sender's preamble is ever kept).
     pub async fn begin(
         self: &Arc<Self>,
         request: StoreRequest,
@@ -184,6 +197,31 @@ impl Ingest {
             &request.transfer_syntax,
         )
         .map_err(IngestError::internal)?;
+        let spool = match Arc::clone(&self.memory_spool).try_acquire_owned() {
+            Ok(slot) => {
+                let mut bytes = Vec::with_capacity(MEMORY_SPOOL_START);
+                bytes.extend_from_slice(&header);
+                Spool::Memory { bytes, _slot: slot }
+            }
+            Err(_) => self.spool_file(&header).await?,
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(&header);
+        let mut blob = self.store.begin().await.map_err(IngestError::internal)?;
+        blob.write(&header).await.map_err(IngestError::internal)?;
+        Ok(SpoolWriter {
+            ingest: Arc::clone(self),
+            request,
+            spool,
+            blob,
+            hasher,
+            dataset_offset,
+            dataset_len: 0,
+        })
+    }
+
+    /// A new spool file holding `bytes` so far.
+    async fn spool_file(&self, bytes: &[u8]) -> Result<Spool, IngestError> {
         // The spool name is random: no value from the peer ever reaches a path.
         let name = format!("{}.part", hex::encode(rand::random::<[u8; 16]>()));
         let path = self.spool_dir.join(name);
@@ -199,23 +237,8 @@ impl Ingest {
         // KiB; every write to a tokio file is a hand-over to the blocking pool, so they are
         // gathered first.
         let mut file = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
-        file.write_all(&header)
-            .await
-            .map_err(IngestError::internal)?;
-        let mut hasher = Sha256::new();
-        hasher.update(&header);
-        let mut blob = self.store.begin().await.map_err(IngestError::internal)?;
-        blob.write(&header).await.map_err(IngestError::internal)?;
-        Ok(SpoolWriter {
-            ingest: Arc::clone(self),
-            request,
-            file,
-            blob,
-            hasher,
-            dataset_offset,
-            dataset_len: 0,
-            guard,
-        })
+        file.write_all(bytes).await.map_err(IngestError::internal)?;
+        Ok(Spool::File { file, guard })
     }
 
     /// Brings the store back to a consistent state after a stop. The spool is always emptied
@@ -371,7 +394,7 @@ impl Ingest {
         };
         let dataset_len = info.file_len.saturating_sub(info.dataset_offset);
         let (attrs, header) = check_object(
-            path,
+            Spooled::File(path),
             info.dataset_offset,
             dataset_len,
             &request,
@@ -670,14 +693,32 @@ impl OwnerOnly for tokio::fs::OpenOptions {
 pub struct SpoolWriter {
     ingest: Arc<Ingest>,
     request: StoreRequest,
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    /// The plaintext, kept for the checks at the end.
+    spool: Spool,
     /// The same bytes, sealed into the blob store as they arrive: by the end of the transfer
     /// most of the object is written, and the kernel has started writing it to the device.
     blob: Box<dyn BlobWriter>,
     hasher: Sha256,
     dataset_offset: u64,
     dataset_len: u64,
-    guard: SpoolGuard,
+}
+
+/// Where an object's plaintext waits for its checks.
+enum Spool {
+    Memory {
+        bytes: Vec<u8>,
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    },
+    File {
+        file: tokio::io::BufWriter<tokio::fs::File>,
+        guard: SpoolGuard,
+    },
+}
+
+/// A complete spool, as the checks read it.
+enum Spooled {
+    Memory(Vec<u8>),
+    File(PathBuf),
 }
 
 impl SpoolWriter {
@@ -688,10 +729,22 @@ impl SpoolWriter {
         if new_len > limit {
             return Err(IngestError::TooLarge { limit });
         }
-        self.file
-            .write_all(chunk)
-            .await
-            .map_err(IngestError::internal)?;
+        match &mut self.spool {
+            Spool::Memory { bytes, .. } if bytes.len() + chunk.len() <= MEMORY_SPOOL_MAX => {
+                bytes.extend_from_slice(chunk);
+            }
+            Spool::Memory { bytes, .. } => {
+                // Too big for memory: on to a file, and the slot goes back.
+                let mut file = self.ingest.spool_file(bytes).await?;
+                if let Spool::File { file, .. } = &mut file {
+                    file.write_all(chunk).await.map_err(IngestError::internal)?;
+                }
+                self.spool = file;
+            }
+            Spool::File { file, .. } => {
+                file.write_all(chunk).await.map_err(IngestError::internal)?;
+            }
+        }
         self.blob
             .write(chunk)
             .await
@@ -745,21 +798,24 @@ impl SpoolWriter {
     }
 
     /// Checks the object and makes its blob durable; what is left is the index row.
-    async fn prepare(
-        mut self,
-        patient: &mut Option<(String, String)>,
-    ) -> Result<Step, IngestError> {
-        self.file.flush().await.map_err(IngestError::internal)?;
-        let Some(path) = self.guard.0.clone() else {
-            return Err(IngestError::Internal("spool file already released".into()));
-        };
+    async fn prepare(self, patient: &mut Option<(String, String)>) -> Result<Step, IngestError> {
         let key = BlobKey::from_digest(&self.hasher.clone().finalize().into());
-        // No fsync of the spool: the blob store has the object sealed in a file of its own
-        // and makes that durable, so the plaintext here never needs to reach the disk.
-        drop(self.file);
+        // Held until this returns: the memory slot, or the spool file (removed on drop).
+        let (spooled, _slot, _file) = match self.spool {
+            Spool::Memory { bytes, _slot } => (Spooled::Memory(bytes), Some(_slot), None),
+            Spool::File { mut file, guard } => {
+                // No fsync of the spool: the blob store has the object sealed in a file of
+                // its own and makes that durable, so the plaintext never needs the disk.
+                file.flush().await.map_err(IngestError::internal)?;
+                let Some(path) = guard.0.clone() else {
+                    return Err(IngestError::Internal("spool file already released".into()));
+                };
+                (Spooled::File(path), None, Some(guard))
+            }
+        };
         let ingest = Arc::clone(&self.ingest);
         let check = check_object(
-            path.clone(),
+            spooled,
             self.dataset_offset,
             self.dataset_len,
             &self.request,
@@ -811,6 +867,24 @@ impl SpoolWriter {
             size,
         })
     }
+}
+
+/// Pre-scans the data set at `offset` of a spooled Part 10 object, then reads its header:
+/// blocking.
+fn check_part10<R: std::io::Read + Seek>(
+    mut spool: R,
+    offset: u64,
+    len: u64,
+    ts: &Uid,
+    limits: &PrescanLimits,
+) -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
+    spool
+        .seek(SeekFrom::Start(offset))
+        .map_err(IngestError::internal)?;
+    ward_dicom::prescan_dataset(&mut spool, len, ts.as_str(), limits)
+        .map_err(|e| IngestError::Malformed(e.to_string()))?;
+    spool.rewind().map_err(IngestError::internal)?;
+    ward_dicom::read_header_with_copy_from(spool).map_err(|e| IngestError::Malformed(e.to_string()))
 }
 
 /// The Patient ID and Study Instance UID of a checked object, for its audit record.
@@ -876,7 +950,7 @@ fn store_event(
 /// it against what was announced. Returns the index attributes and the header copy that
 /// answers queries on the others.
 async fn check_object(
-    path: PathBuf,
+    spooled: Spooled,
     offset: u64,
     len: u64,
     request: &StoreRequest,
@@ -886,15 +960,16 @@ async fn check_object(
     let limits = limits.clone();
     let (attrs, header) = tokio::task::spawn_blocking(
         move || -> Result<(InstanceAttributes, Vec<u8>), IngestError> {
-            let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
-            let mut reader = BufReader::with_capacity(64 * 1024, file);
-            reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(IngestError::internal)?;
-            ward_dicom::prescan_dataset(reader, len, ts.as_str(), &limits)
-                .map_err(|e| IngestError::Malformed(e.to_string()))?;
-            ward_dicom::read_header_with_copy(&path)
-                .map_err(|e| IngestError::Malformed(e.to_string()))
+            match spooled {
+                Spooled::Memory(bytes) => {
+                    check_part10(std::io::Cursor::new(bytes), offset, len, &ts, &limits)
+                }
+                Spooled::File(path) => {
+                    let file = std::fs::File::open(&path).map_err(IngestError::internal)?;
+                    let reader = BufReader::with_capacity(64 * 1024, file);
+                    check_part10(reader, offset, len, &ts, &limits)
+                }
+            }
         },
     )
     .await
