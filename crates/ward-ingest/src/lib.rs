@@ -822,28 +822,25 @@ impl SpoolWriter {
             &ingest.limits.prescan,
         );
 
-        // The common duplicate case is answered without committing to the blob store (the
-        // blob writer, dropped, removes its file).
-        if let Some(existing) = ingest
-            .index
-            .instance(&self.request.sop_instance)
-            .await
-            .map_err(IngestError::internal)?
-        {
-            let (attrs, _) = check.await?;
-            *patient = Some(patient_of(&attrs));
+        // Syncing the blob to disk is the slowest step of all: it runs while the object is
+        // checked and the index is asked whether it has the instance already. The blob becomes
+        // visible only once the object passed. A duplicate costs no sync (same content, same
+        // blob: the store has it), and its staged copy, if any, is dropped with its file.
+        let (existing, checked, staged) = tokio::join!(
+            ingest.index.instance(&self.request.sop_instance),
+            check,
+            self.blob.finish(&key)
+        );
+        let existing = existing.map_err(IngestError::internal)?;
+        let (attrs, header) = checked?;
+        *patient = Some(patient_of(&attrs));
+        if let Some(existing) = existing {
             return Ok(Step::Done(if existing.blob_key == key.as_str() {
                 Ok(Stored::AlreadyStored { key })
             } else {
                 Err(IngestError::Duplicate)
             }));
         }
-
-        // Syncing the blob to disk is the slowest step of all: it runs while the object is
-        // checked, and the blob becomes visible only once the object passed.
-        let (checked, staged) = tokio::join!(check, self.blob.finish(&key));
-        let (attrs, header) = checked?;
-        *patient = Some(patient_of(&attrs));
         let staged = staged.map_err(IngestError::internal)?;
         ingest
             .store
