@@ -214,7 +214,9 @@ mod tests {
         let server = pki::issue_server_cert(&ca, &["localhost".to_owned()]).unwrap();
         let mut roots = RootCertStore::empty();
         roots
-            .add(CertificateDer::from(pki::first_cert_der(&ca.cert_pem).unwrap()))
+            .add(CertificateDer::from(
+                pki::first_cert_der(&ca.cert_pem).unwrap(),
+            ))
             .unwrap();
         // A rustls client built as Ward's own clients are: it sends a hybrid key share first.
         let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
