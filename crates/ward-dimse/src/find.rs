@@ -139,6 +139,16 @@ where
     // Pending responses go out in batches of about 32 KiB: one write for dozens of matches
     // rather than one each, and a C-CANCEL is still looked for before every match.
     let mut batch = Vec::with_capacity(FIND_BATCH + 4096);
+    // Every pending response has the same command set.
+    let pending = session.encode_command(
+        request,
+        &Response {
+            status: status::PENDING,
+            comment: None,
+            identifier: Some(&[]),
+            counts: None,
+        },
+    );
     for row in rows.iter().take(cap as usize) {
         if session.cancelled(request).await? {
             session.write_encoded(&batch).await?;
@@ -154,13 +164,7 @@ where
                 return Ok((status::UNABLE_TO_PROCESS, Some(comment), sent));
             }
         };
-        let pending = Response {
-            status: status::PENDING,
-            comment: None,
-            identifier: Some(&identifier),
-            counts: None,
-        };
-        session.encode_response(request, &pending, &mut batch)?;
+        session.encode_response(request, &pending, Some(&identifier), &mut batch)?;
         sent += 1;
         if batch.len() >= FIND_BATCH {
             session.write_encoded(&batch).await?;

@@ -423,20 +423,28 @@ where
         self.send(request.context.id, &rsp, identifier).await
     }
 
-    /// Encodes a response to `request` into `out` as P-DATA-TF PDUs, to be written later with
-    /// others by [`write_encoded`](Self::write_encoded): C-FIND sends its pending responses
-    /// in batches rather than one write each.
+    /// The encoded command set of `response` to `request`. It depends on the response's status,
+    /// comment and counts and on whether an identifier follows, not on the identifier itself:
+    /// C-FIND encodes the command of its pending responses once for all its matches.
+    pub fn encode_command(&self, request: &Request, response: &Response<'_>) -> Vec<u8> {
+        response_command(request, response).encode()
+    }
+
+    /// Encodes a response to `request` into `out` as P-DATA-TF PDUs: its command set as
+    /// [`encode_command`](Self::encode_command) made it, then its identifier if it has one;
+    /// to be written later with others by [`write_encoded`](Self::write_encoded): C-FIND
+    /// sends its pending responses in batches rather than one write each.
     pub fn encode_response(
         &self,
         request: &Request,
-        response: &Response<'_>,
+        command: &[u8],
+        identifier: Option<&[u8]>,
         out: &mut Vec<u8>,
     ) -> Result<(), End> {
         let max = self.max_payload();
         let id = request.context.id;
-        let command = response_command(request, response).encode();
-        let encoded = pdu::encode_fragments(out, id, PDataValueType::Command, &command, max)
-            .and_then(|()| match response.identifier {
+        let encoded = pdu::encode_fragments(out, id, PDataValueType::Command, command, max)
+            .and_then(|()| match identifier {
                 Some(data) => pdu::encode_fragments(out, id, PDataValueType::Data, data, max),
                 None => Ok(()),
             });

@@ -154,6 +154,9 @@ pub trait Index: Send + Sync + 'static {
     /// (patient_id, issuer_of_patient_id), an absent value counting as the empty string. Study,
     /// series and patient attributes come from the first instance that created the row. A series
     /// already indexed under another study is refused ([`IndexError::SeriesInOtherStudy`]).
+    /// The study's summary (its series and instance counts and modalities, which answer the
+    /// study-level computed attributes of [`find`](Index::find)) is updated in the same
+    /// transaction.
     ///
     /// Race-safe: of concurrent inserts of one SOP Instance UID exactly one is `Inserted`; the
     /// others are `AlreadyStored` or `Conflict`.

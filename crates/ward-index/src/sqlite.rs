@@ -399,6 +399,7 @@ async fn insert_one(
     .bind((!new.header.is_empty()).then_some(new.header.as_slice()))
     .execute(&mut *conn)
     .await?;
+    add_to_study_summary(&mut *conn, study_fk, new_series).await?;
 
     Ok((
         InsertOutcome::Inserted,
@@ -420,6 +421,35 @@ async fn add_counts(conn: &mut SqliteConnection, added: &Added) -> Result<(), In
     .bind(added.studies)
     .bind(added.series)
     .bind(added.instances)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts the new instance (and its series, if new) in its study's summary columns, which
+/// answer NumberOfStudyRelatedSeries/Instances and ModalitiesInStudy. A new series may bring a
+/// modality: the list is recomputed from the study's series, as the column was defined.
+async fn add_to_study_summary(
+    conn: &mut SqliteConnection,
+    study_fk: i64,
+    new_series: i64,
+) -> Result<(), IndexError> {
+    if new_series == 0 {
+        sqlx::query("UPDATE study SET instance_count = instance_count + 1 WHERE id = $1")
+            .bind(study_fk)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE study SET instance_count = instance_count + 1, \
+         series_count = series_count + $2, \
+         modalities = (SELECT group_concat(DISTINCT s.modality) FROM series s \
+                       WHERE s.study_fk = $1) \
+         WHERE id = $1",
+    )
+    .bind(study_fk)
+    .bind(new_series)
     .execute(conn)
     .await?;
     Ok(())

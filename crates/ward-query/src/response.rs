@@ -1,12 +1,16 @@
 //! Encoding the response identifier of one match.
 
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::header::Header as _;
+use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_dictionary_std::uids::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
+use dicom_encoding::text::SpecificCharacterSet;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
+use dicom_parser::dataset::DataToken;
+use dicom_parser::dataset::write::DataSetWriter;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::{Header, Key, MatchRow, Matcher, Query, QueryError, attribute_level};
@@ -33,11 +37,66 @@ pub fn response_identifier(
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| QueryError::Malformed("unknown transfer syntax".into()))?;
-    let obj = response_dataset(query, row)?;
     let mut out = Vec::new();
-    obj.write_dataset_with_ts(&mut out, ts)
+    if row.header.is_some() || query.keys.iter().any(|key| key.vr == VR::SQ) {
+        let obj = response_dataset(query, row)?;
+        obj.write_dataset_with_ts(&mut out, ts)
+            .map_err(|e| QueryError::Malformed(e.to_string()))?;
+        return Ok(out);
+    }
+    // Every element is primitive and comes from `row.values`: they go to the data set writer
+    // one by one, as writing the object would hand them over, without building the object and
+    // copying each value into its tokens. This is most of the cost of a match.
+    let mut elements = Vec::with_capacity(query.keys.len() + 2);
+    elements.push(specific_character_set());
+    elements.push(query_retrieve_level(query));
+    elements.extend(
+        query
+            .keys
+            .iter()
+            .map(|key| answer(key, row.values.get(&key.tag), None)),
+    );
+    // The object's order (by tag, stable) and its rule for a repeated tag: the last one put.
+    elements.sort_by_key(|element| element.tag());
+    let mut writer = DataSetWriter::with_ts_cs(&mut out, ts, SpecificCharacterSet::default())
         .map_err(|e| QueryError::Malformed(e.to_string()))?;
+    let mut elements = elements.into_iter().peekable();
+    while let Some(element) = elements.next() {
+        if elements
+            .peek()
+            .is_some_and(|next| next.tag() == element.tag())
+        {
+            continue;
+        }
+        let header = *element.header();
+        let Value::Primitive(value) = element.into_value() else {
+            return Err(QueryError::Malformed(
+                "unexpected sequence in a response".into(),
+            ));
+        };
+        writer
+            .write(DataToken::ElementHeader(header))
+            .and_then(|()| writer.write(DataToken::PrimitiveValue(value)))
+            .map_err(|e| QueryError::Malformed(e.to_string()))?;
+    }
+    drop(writer);
     Ok(out)
+}
+
+fn specific_character_set() -> InMemElement {
+    DataElement::new(
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        PrimitiveValue::from("ISO_IR 192"),
+    )
+}
+
+fn query_retrieve_level(query: &Query) -> InMemElement {
+    DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from(query.level.as_str()),
+    )
 }
 
 /// The response of [`response_identifier`] as a data set, for front doors that encode it
@@ -46,16 +105,8 @@ pub fn response_dataset(query: &Query, row: &MatchRow) -> Result<InMemDicomObjec
     let header = row.header.as_deref().map(Header::parse).transpose()?;
 
     let mut obj = InMemDicomObject::new_empty();
-    obj.put(DataElement::new(
-        tags::SPECIFIC_CHARACTER_SET,
-        VR::CS,
-        PrimitiveValue::from("ISO_IR 192"),
-    ));
-    obj.put(DataElement::new(
-        tags::QUERY_RETRIEVE_LEVEL,
-        VR::CS,
-        PrimitiveValue::from(query.level.as_str()),
-    ));
+    obj.put(specific_character_set());
+    obj.put(query_retrieve_level(query));
     for key in &query.keys {
         let header = header
             .as_ref()

@@ -797,3 +797,52 @@ fn response_identifier_round_trip() {
         Err(QueryError::Malformed(_))
     ));
 }
+
+/// Responses without a header copy or sequence are written element by element; the bytes must
+/// be those of writing the object `response_dataset` builds.
+#[test]
+fn primitive_responses_encode_as_the_object_would() {
+    let query = parse(
+        QueryModel::StudyRoot,
+        "IMAGE",
+        &[
+            (tags::PATIENT_NAME, VR::PN, ""),
+            (tags::PATIENT_ID, VR::LO, ""),
+            (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.2"),
+            (tags::STUDY_DATE, VR::DA, ""),
+            (tags::STUDY_TIME, VR::TM, ""),
+            (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS, ""),
+            (tags::MODALITIES_IN_STUDY, VR::CS, ""),
+            (tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.2.1"),
+            (tags::ROWS, VR::US, ""),
+            (tags::COLUMNS, VR::US, ""),
+            (tags::PATIENT_COMMENTS, VR::LT, ""),
+            (tags::STUDY_DESCRIPTION, VR::LO, ""),
+        ],
+    )
+    .unwrap();
+    let mut row = MatchRow::default();
+    for (tag, value) in [
+        (tags::PATIENT_NAME, "Müller^Jürgen"),
+        (tags::PATIENT_ID, "P1"),
+        (tags::STUDY_INSTANCE_UID, "1.2.3.2"),
+        (tags::STUDY_DATE, "20240220"),
+        (tags::STUDY_TIME, "101530.5"),
+        (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, "123"),
+        (tags::MODALITIES_IN_STUDY, "CT\\MR\\PT"),
+        (tags::SERIES_INSTANCE_UID, "1.2.3.2.1"),
+        (tags::ROWS, "512"),
+        // Not a number: answered empty.
+        (tags::COLUMNS, "wide"),
+        (tags::PATIENT_COMMENTS, "a\\b, ünd c"),
+    ] {
+        row.values.insert(tag, value.into());
+    }
+    for ts in [IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN] {
+        let expected = encode(&response_dataset(&query, &row).unwrap(), ts);
+        assert_eq!(response_identifier(&query, &row, ts).unwrap(), expected);
+        let empty = MatchRow::default();
+        let expected = encode(&response_dataset(&query, &empty).unwrap(), ts);
+        assert_eq!(response_identifier(&query, &empty, ts).unwrap(), expected);
+    }
+}

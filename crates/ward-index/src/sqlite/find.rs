@@ -6,22 +6,30 @@
 //! the number of candidates; keys without a column are checked on each candidate's header copy
 //! as it arrives, at most [`MAX_HEADER_CANDIDATES`] of them.
 //!
+//! A plan that never reads header copies (every requested key has a column or is computed) is
+//! answered in one row instead: a JSON array with one array of values per match, built by the
+//! database under the answer's limit. Each row sqlx hands over costs a copy of every value on
+//! its worker thread, a free on ours and a hand-over between the two threads; for a study
+//! browser's query that per-row cost was most of the cost of a match.
+//!
 //! Dialect notes for a PostgreSQL port: `GLOB` (case-sensitive `*`/`?` patterns on
 //! BINARY-collated text; `LIKE` with escaping is the portable spelling), `group_concat`
-//! (`string_agg`) and `CROSS JOIN … ON` as a join-order hint (a plain `JOIN` there) are the only
-//! SQLite-specific pieces.
+//! (`string_agg`), `json_group_array` and `json_array` (`json_agg` and `json_build_array`) and
+//! `CROSS JOIN … ON` as a join-order hint (a plain `JOIN` there) are the only SQLite-specific
+//! pieces.
 
 use std::collections::BTreeMap;
 
 use dicom_core::Tag;
 use futures_util::TryStreamExt;
+use serde::de::{Deserialize, Deserializer, Visitor};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use ward_dicom::PrescanLimits;
 use ward_query::{Header, Level, MatchRow, QueryOptions};
 
 use super::instance_row;
-use crate::plan::{Column, Computed, Condition, Kind, Plan, Target, Test};
+use crate::plan::{Computed, Condition, Kind, Plan, Target, Test};
 use crate::{IndexError, InstanceRow};
 
 /// Most candidates one query may check against header copies. Keys without a column scan the
@@ -95,20 +103,16 @@ fn computed_expr(computed: Computed) -> &'static str {
             "(SELECT COUNT(*) FROM study c JOIN series cs ON cs.study_fk = c.id \
              JOIN instance ci ON ci.series_fk = cs.id WHERE c.patient_fk = p.id)"
         }
-        Computed::StudySeries => "(SELECT COUNT(*) FROM series cs WHERE cs.study_fk = st.id)",
-        Computed::StudyInstances => {
-            "(SELECT COUNT(*) FROM series cs JOIN instance ci ON ci.series_fk = cs.id \
-             WHERE cs.study_fk = st.id)"
-        }
+        // Kept up to date by the insert transaction (migration 0006): reading them costs
+        // nothing beyond the study row a study-level match reads anyway.
+        Computed::StudySeries => "st.series_count",
+        Computed::StudyInstances => "st.instance_count",
         Computed::SeriesInstances => {
             "(SELECT COUNT(*) FROM instance ci WHERE ci.series_fk = se.id)"
         }
         // Distinct values joined with commas (neither CS nor UI values contain one); sorted and
-        // re-joined with backslashes in Rust.
-        Computed::Modalities => {
-            "(SELECT group_concat(DISTINCT cs.modality) FROM series cs \
-             WHERE cs.study_fk = st.id)"
-        }
+        // re-joined with backslashes in Rust. The study's modalities are kept in its row.
+        Computed::Modalities => "st.modalities",
         Computed::SopClasses => {
             "(SELECT group_concat(DISTINCT ci.sop_class_uid) FROM series cs \
              JOIN instance ci ON ci.series_fk = cs.id WHERE cs.study_fk = st.id)"
@@ -202,18 +206,47 @@ fn push_where(qb: &mut QueryBuilder<'_, Sqlite>, plan: &Plan<'_>) {
     }
 }
 
-/// Appends the statement that finds `plan`'s matches: the returned columns in plan order, the
-/// computed attributes, then the header copy if the plan reads it.
+/// The expressions answering the plan's requested keys: its columns in plan order, then its
+/// computed attributes.
+fn answer_exprs(plan: &Plan<'_>) -> Vec<String> {
+    let columns = plan
+        .returns
+        .iter()
+        .map(|(_, column)| format!("{}.{}", column.table.alias(), column.name));
+    let computed = plan
+        .computed
+        .iter()
+        .map(|(_, computed)| computed_expr(*computed).to_owned());
+    columns.chain(computed).collect()
+}
+
+/// Appends the statement that finds `plan`'s matches.
+///
+/// When the plan reads header copies: one row per match, with the returned columns in plan
+/// order, the computed attributes, then the header copy. Otherwise one row holding the whole
+/// answer as a JSON array of arrays, each with the same values in the same order (see
+/// [`answer_rows`]); the limit applies to the matches inside it.
 pub(super) fn push_find(qb: &mut QueryBuilder<'_, Sqlite>, plan: &Plan<'_>, limit: Option<u32>) {
+    let exprs = answer_exprs(plan);
+    let aggregated = !plan.reads_header();
+    if aggregated {
+        qb.push("SELECT json_group_array(json_array(");
+        let mut cells = qb.separated(", ");
+        for i in 0..exprs.len() {
+            cells.push(format!("a{i}"));
+        }
+        qb.push(")) FROM (");
+    }
     qb.push("SELECT ");
     let mut select = qb.separated(", ");
     // A constant first column keeps the list valid when nothing else is selected.
     select.push("1");
-    for (_, column) in &plan.returns {
-        select.push(format!("{}.{}", column.table.alias(), column.name));
-    }
-    for (_, computed) in &plan.computed {
-        select.push(computed_expr(*computed));
+    for (i, expr) in exprs.iter().enumerate() {
+        if aggregated {
+            select.push(format!("{expr} AS a{i}"));
+        } else {
+            select.push(expr);
+        }
     }
     if plan.reads_header() {
         select.push(header_expr(plan.level));
@@ -223,6 +256,9 @@ pub(super) fn push_find(qb: &mut QueryBuilder<'_, Sqlite>, plan: &Plan<'_>, limi
     if let Some(limit) = limit {
         qb.push(" LIMIT ");
         qb.push_bind(i64::from(limit));
+    }
+    if aggregated {
+        qb.push(") AS answer");
     }
 }
 
@@ -289,61 +325,76 @@ fn header_passes(
         .all(|key| header.matches(key, options)))
 }
 
-fn text_value(
-    row: &SqliteRow,
-    index: usize,
-    column: &Column,
-) -> Result<Option<String>, IndexError> {
-    let value = match column.kind {
-        Kind::Integer => row.try_get::<Option<i64>, _>(index)?.map(|n| n.to_string()),
-        _ => row.try_get::<Option<String>, _>(index)?,
-    };
-    // Patient identity columns hold '' for "absent".
-    Ok(value.filter(|v| !v.is_empty()))
+/// One value of an answer as text: `None` for NULL.
+type Cell = Option<String>;
+
+/// The values of a row of [`push_find`]'s per-match statement, in plan order, as text.
+fn row_cells(plan: &Plan<'_>, row: &SqliteRow) -> Result<Vec<Cell>, IndexError> {
+    let mut cells = Vec::with_capacity(plan.returns.len() + plan.computed.len());
+    // Column 0 is the constant.
+    let mut index = 1;
+    for (_, column) in &plan.returns {
+        cells.push(match column.kind {
+            Kind::Integer => row.try_get::<Option<i64>, _>(index)?.map(|n| n.to_string()),
+            _ => row.try_get::<Option<String>, _>(index)?,
+        });
+        index += 1;
+    }
+    for (_, computed) in &plan.computed {
+        cells.push(match computed {
+            Computed::Modalities | Computed::SopClasses => row.try_get(index)?,
+            _ => Some(row.try_get::<i64, _>(index)?.to_string()),
+        });
+        index += 1;
+    }
+    Ok(cells)
 }
 
-fn computed_value(
-    row: &SqliteRow,
-    index: usize,
-    computed: Computed,
-) -> Result<Option<String>, IndexError> {
-    Ok(match computed {
-        Computed::Modalities | Computed::SopClasses => {
-            let joined: Option<String> = row.try_get(index)?;
-            joined.map(|joined| {
+/// The requested keys' values from one match's cells (in plan order).
+fn match_values(
+    plan: &Plan<'_>,
+    cells: impl IntoIterator<Item = Cell>,
+) -> Result<BTreeMap<Tag, String>, IndexError> {
+    let mut cells = cells.into_iter();
+    let mut values = BTreeMap::new();
+    for (tag, _) in &plan.returns {
+        let cell = cells.next().ok_or(IndexError::Corrupt("answer row"))?;
+        // Patient identity columns hold '' for "absent".
+        if let Some(value) = cell.filter(|v| !v.is_empty()) {
+            values.insert(*tag, value);
+        }
+    }
+    for (tag, computed) in &plan.computed {
+        let cell = cells.next().ok_or(IndexError::Corrupt("answer row"))?;
+        let value = match computed {
+            Computed::Modalities | Computed::SopClasses => cell.map(|joined| {
                 let mut values: Vec<&str> = joined.split(',').collect();
                 values.sort_unstable();
                 values.dedup();
                 values.join("\\")
-            })
+            }),
+            _ => Some(cell.ok_or(IndexError::Corrupt("computed count"))?),
+        };
+        if let Some(value) = value {
+            values.insert(*tag, value);
         }
-        _ => Some(row.try_get::<i64, _>(index)?.to_string()),
-    })
+    }
+    if cells.next().is_some() {
+        return Err(IndexError::Corrupt("answer row"));
+    }
+    Ok(values)
 }
 
-/// The match a row of [`push_find`]'s statement describes, or `None` if its header copy fails
-/// the header keys.
+/// The match a row of [`push_find`]'s per-match statement describes, or `None` if its header
+/// copy fails the header keys.
 fn match_row(
     plan: &Plan<'_>,
     row: &SqliteRow,
     options: &QueryOptions,
 ) -> Result<Option<MatchRow>, IndexError> {
-    let mut index = 1;
-    let mut values = BTreeMap::<Tag, String>::new();
-    for (tag, column) in &plan.returns {
-        if let Some(value) = text_value(row, index, column)? {
-            values.insert(*tag, value);
-        }
-        index += 1;
-    }
-    for (tag, computed) in &plan.computed {
-        if let Some(value) = computed_value(row, index, *computed)? {
-            values.insert(*tag, value);
-        }
-        index += 1;
-    }
+    let values = match_values(plan, row_cells(plan, row)?)?;
     let header = if plan.reads_header() {
-        header_column(row, index)?
+        header_column(row, 1 + plan.returns.len() + plan.computed.len())?
     } else {
         None
     };
@@ -354,6 +405,62 @@ fn match_row(
         values,
         header: header.filter(|_| plan.answers_from_header),
     }))
+}
+
+/// A value of the JSON answer: text, an integer (the integer columns and the counts) or null,
+/// read as text.
+struct JsonCell(Cell);
+
+impl<'de> Deserialize<'de> for JsonCell {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CellVisitor;
+
+        impl Visitor<'_> for CellVisitor {
+            type Value = JsonCell;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, an integer or null")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<JsonCell, E> {
+                Ok(JsonCell(Some(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<JsonCell, E> {
+                Ok(JsonCell(Some(v)))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<JsonCell, E> {
+                Ok(JsonCell(Some(v.to_string())))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<JsonCell, E> {
+                Ok(JsonCell(Some(v.to_string())))
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<JsonCell, E> {
+                Ok(JsonCell(None))
+            }
+        }
+
+        deserializer.deserialize_any(CellVisitor)
+    }
+}
+
+/// The matches of [`push_find`]'s aggregated statement: its one row's JSON array, one array of
+/// cells per match.
+fn answer_rows(plan: &Plan<'_>, row: &SqliteRow) -> Result<Vec<MatchRow>, IndexError> {
+    let corrupt = |_| IndexError::Corrupt("answer");
+    let json: String = row.try_get(0)?;
+    let rows: Vec<Vec<JsonCell>> = serde_json::from_str(&json).map_err(corrupt)?;
+    rows.into_iter()
+        .map(|cells| {
+            Ok(MatchRow {
+                values: match_values(plan, cells.into_iter().map(|cell| cell.0))?,
+                header: None,
+            })
+        })
+        .collect()
 }
 
 /// Counts candidates checked against header copies, refusing past the cap.
@@ -393,6 +500,10 @@ pub(super) async fn find(
     let mut qb = QueryBuilder::new("");
     // Rows the header keys reject do not count against the limit, so SQL cannot apply it.
     push_find(&mut qb, plan, (!filtered).then_some(limit));
+    if !plan.reads_header() {
+        let row = qb.build().fetch_one(readers).await?;
+        return answer_rows(plan, &row);
+    }
     let mut rows = qb.build().fetch(readers);
     let mut matches = Vec::new();
     let mut budget = Budget::default();

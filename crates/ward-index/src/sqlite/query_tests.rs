@@ -428,8 +428,11 @@ async fn common_queries_use_indexes() {
             for step in &steps {
                 // group_concat(DISTINCT …) sorts one study's modalities: bounded by the study.
                 let bounded_distinct = step.contains("DISTINCT");
+                // An answer gathered into one JSON document reads its own matches once, at
+                // most the limit of them.
+                let own_answer = step == "SCAN answer";
                 assert!(
-                    !step.starts_with("SCAN")
+                    (!step.starts_with("SCAN") || own_answer)
                         && (!step.contains("TEMP B-TREE") || bounded_distinct),
                     "{sql}\n{steps:#?}"
                 );
@@ -524,6 +527,76 @@ async fn migration_backfill_agrees_with_rust() {
         );
         assert_eq!(text(4).as_deref(), Some("HOUSE^GREGORY"));
     }
+}
+
+/// The migration that adds the study summaries fills them for rows indexed before it as the
+/// insert path keeps them.
+#[tokio::test]
+async fn study_summary_backfill() {
+    let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    for migration in [
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../../migrations/sqlite/0002_query.sql"),
+        include_str!("../../migrations/sqlite/0003_peer_transport.sql"),
+        include_str!("../../migrations/sqlite/0004_users.sql"),
+        include_str!("../../migrations/sqlite/0005_api_tokens.sql"),
+    ] {
+        sqlx::raw_sql(migration).execute(&mut *conn).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO patient (id, patient_id, issuer_of_patient_id) VALUES (1, 'P', ''); \
+         INSERT INTO study (id, patient_fk, study_instance_uid) \
+             VALUES (1, 1, '1.1'), (2, 1, '1.2'), (3, 1, '1.3'); \
+         INSERT INTO series (id, study_fk, series_instance_uid, modality) \
+             VALUES (1, 1, '1.1.1', 'MR'), (2, 1, '1.1.2', NULL), (3, 1, '1.1.3', 'CT'), \
+                    (4, 1, '1.1.4', 'MR'), (5, 2, '1.2.1', NULL);",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    for (n, series) in [1, 1, 2, 3, 4, 5, 5, 5].into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO instance (series_fk, sop_instance_uid, sop_class_uid, \
+             transfer_syntax_uid, size, blob_key, received_at) \
+             VALUES ($1, $2, '1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.1.2.1', 1, 'k', 0)",
+        )
+        .bind(series)
+        .bind(format!("9.{n}"))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    sqlx::raw_sql(include_str!(
+        "../../migrations/sqlite/0006_study_summary.sql"
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let rows: Vec<(i64, i64, Option<String>)> =
+        sqlx::query_as("SELECT series_count, instance_count, modalities FROM study ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let sorted = |joined: &Option<String>| {
+        joined.as_ref().map(|j| {
+            let mut values: Vec<&str> = j.split(',').collect();
+            values.sort_unstable();
+            values.join("\\")
+        })
+    };
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(series, instances, modalities)| (*series, *instances, sorted(modalities)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (4, 5, Some("CT\\MR".to_owned())),
+            (1, 3, None),
+            (0, 0, None),
+        ]
+    );
 }
 
 #[test]

@@ -73,6 +73,46 @@ async fn recount(index: &SqliteIndex) -> Counts {
     c
 }
 
+/// Checks every study's summary columns against their definition, computed the slow way.
+async fn check_study_summaries(index: &SqliteIndex) {
+    let rows = sqlx::query(
+        "SELECT st.study_instance_uid, st.series_count, st.instance_count, st.modalities, \
+         (SELECT COUNT(*) FROM series s WHERE s.study_fk = st.id), \
+         (SELECT COUNT(*) FROM series s JOIN instance i ON i.series_fk = s.id \
+          WHERE s.study_fk = st.id), \
+         (SELECT group_concat(DISTINCT s.modality) FROM series s WHERE s.study_fk = st.id) \
+         FROM study st",
+    )
+    .fetch_all(&index.readers)
+    .await
+    .unwrap();
+    let sorted = |joined: Option<String>| {
+        joined.map(|j| {
+            let mut values: Vec<String> = j.split(',').map(str::to_owned).collect();
+            values.sort();
+            values
+        })
+    };
+    for row in rows {
+        let study: String = row.get(0);
+        assert_eq!(
+            row.get::<i64, _>(1),
+            row.get::<i64, _>(4),
+            "series of {study}"
+        );
+        assert_eq!(
+            row.get::<i64, _>(2),
+            row.get::<i64, _>(5),
+            "instances of {study}"
+        );
+        assert_eq!(
+            sorted(row.get(3)),
+            sorted(row.get(6)),
+            "modalities of {study}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn insert_then_read_back() {
     let (_dir, _path, index) = open_temp().await;
@@ -151,6 +191,7 @@ async fn same_uid_other_key_is_a_conflict_and_changes_nothing() {
     assert!(!index.has_blob(&key(2)).await.unwrap());
     assert_eq!(index.counts().await.unwrap(), counts(1, 1, 1, 1));
     assert_eq!(recount(&index).await, counts(1, 1, 1, 1));
+    check_study_summaries(&index).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -232,6 +273,54 @@ async fn study_and_series_rows_are_shared() {
     index.insert_instance(&anonymous_too).await.unwrap();
     assert_eq!(index.counts().await.unwrap(), counts(3, 4, 5, 6));
     assert_eq!(recount(&index).await, counts(3, 4, 5, 6));
+    check_study_summaries(&index).await;
+}
+
+#[tokio::test]
+async fn study_summaries_follow_inserts() {
+    let (_dir, _path, index) = open_temp().await;
+    let with_modality = |series: &str, sop: &str, n: u8, modality: Option<&str>| {
+        let mut new = instance("1.2.3", series, sop, key(n));
+        new.attrs.modality = modality.map(str::to_owned);
+        new
+    };
+    for new in [
+        with_modality("1.2.3.1", "1.2.3.1.1", 1, Some("MR")),
+        with_modality("1.2.3.1", "1.2.3.1.2", 2, Some("MR")),
+        with_modality("1.2.3.2", "1.2.3.2.1", 3, None),
+        with_modality("1.2.3.3", "1.2.3.3.1", 4, Some("CT")),
+        with_modality("1.2.3.4", "1.2.3.4.1", 5, Some("MR")),
+        with_modality("1.2.3.5", "1.2.3.5.1", 6, Some("CT")),
+    ] {
+        index.insert_instance(&new).await.unwrap();
+    }
+    // Neither a repeat nor a conflict nor a refused instance counts.
+    index
+        .insert_instance(&with_modality("1.2.3.1", "1.2.3.1.1", 1, Some("MR")))
+        .await
+        .unwrap();
+    index
+        .insert_instance(&with_modality("1.2.3.6", "1.2.3.1.1", 9, Some("PT")))
+        .await
+        .unwrap();
+    assert!(
+        index
+            .insert_instance(&instance("4.5", "1.2.3.3", "1.2.3.3.2", key(11)))
+            .await
+            .is_err()
+    );
+    let (series, instances, modalities): (i64, i64, String) = sqlx::query_as(
+        "SELECT series_count, instance_count, modalities FROM study \
+         WHERE study_instance_uid = '1.2.3'",
+    )
+    .fetch_one(&index.readers)
+    .await
+    .unwrap();
+    assert_eq!((series, instances), (5, 6));
+    let mut modalities: Vec<&str> = modalities.split(',').collect();
+    modalities.sort_unstable();
+    assert_eq!(modalities, ["CT", "MR"]);
+    check_study_summaries(&index).await;
 }
 
 #[tokio::test]
@@ -510,6 +599,7 @@ async fn bulk_insert_is_insert_instance_with_one_commit() {
     assert!(index.instance(&uid("5.6.1.1")).await.unwrap().is_none());
     assert_eq!(index.counts().await.unwrap(), counts(2, 2, 3, 4));
     assert_eq!(recount(&index).await, counts(2, 2, 3, 4));
+    check_study_summaries(&index).await;
 }
 
 #[tokio::test]
