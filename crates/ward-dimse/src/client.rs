@@ -588,6 +588,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
         identifier: &InMemDicomObject,
         mut on_match: impl FnMut(InMemDicomObject),
     ) -> Result<(u16, Option<String>), ClientError> {
+        let mut decoded = Ok(());
+        let outcome = self
+            .find_encoded(sop_class, identifier, |bytes, ts| {
+                if decoded.is_ok() {
+                    decoded = decode_identifier(bytes, ts).map(&mut on_match);
+                }
+            })
+            .await?;
+        decoded.map(|()| outcome)
+    }
+
+    /// [`find`](Self::find), each match handed over as received: the identifier's bytes and
+    /// the transfer syntax they are in, for a caller that only counts matches or keeps them
+    /// as they are.
+    pub async fn find_encoded(
+        &mut self,
+        sop_class: &str,
+        identifier: &InMemDicomObject,
+        mut on_match: impl FnMut(&[u8], &str),
+    ) -> Result<(u16, Option<String>), ClientError> {
         let (id, ts) = self
             .send_query(CommandField::CFindRq, sop_class, identifier, None)
             .await?;
@@ -599,7 +619,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
             if rsp.has_data_set().unwrap_or(false) {
                 let bytes = self.read_data(context, MAX_RESPONSE_IDENTIFIER).await?;
-                on_match(decode_identifier(&bytes, &ts)?);
+                on_match(&bytes, &ts);
             }
             if status != crate::command::status::PENDING && status != 0xFF01 {
                 return Ok((status, rsp.string(tag::ERROR_COMMENT).ok().flatten()));

@@ -307,9 +307,12 @@ impl Session {
     async fn query(&mut self, kind: Kind, value: &str) -> Result<(u64, Option<Value>)> {
         match self {
             Session::Dimse(assoc) => {
+                // Matches are counted as they arrive, not decoded: the time measured is the
+                // server's and the network's, as for QIDO-RS, whose JSON is only checked and
+                // counted.
                 let mut found = 0u64;
                 let (status, comment) = assoc
-                    .find(STUDY_ROOT_FIND, &identifier(kind, value), |_| found += 1)
+                    .find_encoded(STUDY_ROOT_FIND, &identifier(kind, value), |_, _| found += 1)
                     .await?;
                 let failure = (status != 0).then(|| {
                     json!({ "value": value, "status": format!("{status:04X}"), "comment": comment })
