@@ -205,8 +205,6 @@ impl Ingest {
             }
             Err(_) => self.spool_file(&header).await?,
         };
-        let mut hasher = Sha256::new();
-        hasher.update(&header);
         let mut blob = self.store.begin().await.map_err(IngestError::internal)?;
         blob.write(&header).await.map_err(IngestError::internal)?;
         Ok(SpoolWriter {
@@ -214,7 +212,6 @@ impl Ingest {
             request,
             spool,
             blob,
-            hasher,
             dataset_offset,
             dataset_len: 0,
         })
@@ -695,10 +692,10 @@ pub struct SpoolWriter {
     request: StoreRequest,
     /// The plaintext, kept for the checks at the end.
     spool: Spool,
-    /// The same bytes, sealed into the blob store as they arrive: by the end of the transfer
-    /// most of the object is written, and the kernel has started writing it to the device.
+    /// The same bytes, hashed and sealed into the blob store as they arrive: by the end of
+    /// the transfer most of the object is written, and the kernel has started writing it to
+    /// the device.
     blob: Box<dyn BlobWriter>,
-    hasher: Sha256,
     dataset_offset: u64,
     dataset_len: u64,
 }
@@ -749,7 +746,6 @@ impl SpoolWriter {
             .write(chunk)
             .await
             .map_err(IngestError::internal)?;
-        self.hasher.update(chunk);
         self.dataset_len = new_len;
         Ok(())
     }
@@ -799,7 +795,6 @@ impl SpoolWriter {
 
     /// Checks the object and makes its blob durable; what is left is the index row.
     async fn prepare(self, patient: &mut Option<(String, String)>) -> Result<Step, IngestError> {
-        let key = BlobKey::from_digest(&self.hasher.clone().finalize().into());
         // Held until this returns: the memory slot, or the spool file (removed on drop).
         let (spooled, _slot, _file) = match self.spool {
             Spool::Memory { bytes, _slot } => (Spooled::Memory(bytes), Some(_slot), None),
@@ -829,19 +824,19 @@ impl SpoolWriter {
         let (existing, checked, staged) = tokio::join!(
             ingest.index.instance(&self.request.sop_instance),
             check,
-            self.blob.finish(&key)
+            self.blob.finish()
         );
-        let existing = existing.map_err(IngestError::internal)?;
         let (attrs, header) = checked?;
         *patient = Some(patient_of(&attrs));
-        if let Some(existing) = existing {
+        let staged = staged.map_err(IngestError::internal)?;
+        let key = staged.key().clone();
+        if let Some(existing) = existing.map_err(IngestError::internal)? {
             return Ok(Step::Done(if existing.blob_key == key.as_str() {
                 Ok(Stored::AlreadyStored { key })
             } else {
                 Err(IngestError::Duplicate)
             }));
         }
-        let staged = staged.map_err(IngestError::internal)?;
         ingest
             .store
             .commit(staged)

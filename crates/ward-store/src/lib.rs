@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sealed::{BlobReader, HEADER_LEN, Header, StreamSealer};
+use sha2::{Digest, Sha256};
 
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
@@ -172,10 +173,11 @@ pub trait BlobStore: Send + Sync + 'static {
 pub trait BlobWriter: Send {
     /// Appends plaintext.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
-    /// Ends the blob, whose plaintext hashes to `key`, and puts it on stable storage, staged:
-    /// not yet visible under `key`. If a blob with this key already exists, the new copy is
-    /// dropped without being synced (content-addressed: same key = same bytes).
-    async fn finish(self: Box<Self>, key: &BlobKey) -> Result<StagedBlob, StoreError>;
+    /// Ends the blob and puts it on stable storage, staged: not yet visible under its key, the
+    /// SHA-256 of all the plaintext written ([`StagedBlob::key`]). If a blob with this key
+    /// already exists, the new copy is dropped without being synced (content-addressed: same
+    /// key = same bytes).
+    async fn finish(self: Box<Self>) -> Result<StagedBlob, StoreError>;
 }
 
 /// A blob sealed and on stable storage, not yet under its name: see [`BlobWriter::finish`].
@@ -184,6 +186,13 @@ pub struct StagedBlob {
     key: BlobKey,
     /// The staged file; `None` when the store already had the blob, so nothing was written.
     file: Option<PathBuf>,
+}
+
+impl StagedBlob {
+    /// The blob's name: the SHA-256 of its plaintext.
+    pub fn key(&self) -> &BlobKey {
+        &self.key
+    }
 }
 
 impl Drop for StagedBlob {
@@ -342,7 +351,7 @@ impl Inner {
     fn stage(
         &self,
         staged: StagedBlob,
-        file: File,
+        file: &File,
         tail: (&[u8], u64),
         header: &[u8; HEADER_LEN],
     ) -> Result<StagedBlob, StoreError> {
@@ -581,89 +590,124 @@ fn remove_stale_tmp(tmp: &Path) {
     }
 }
 
-/// Sealed bytes gathered before a write: every write is a hand-over to the blocking pool.
+/// Plaintext gathered before it is handed to the blocking pool to be hashed, sealed and
+/// written: every hand-over costs thread switches.
 const WRITE_BATCH: usize = 128 * 1024;
-/// One sealed chunk at most: what a push can add beyond a full batch.
-const CHUNK_WITH_TAG: usize = 64 * 1024 + 16;
 
-/// Seals plaintext as it arrives into a file under `tmp/`, leaving room for the header, which
-/// is written last.
+/// Hashes and seals plaintext as it arrives into a file under `tmp/`, leaving room for the
+/// header, which is written last. The work runs on the blocking pool one batch at a time,
+/// while the caller goes on receiving the next batch: on another core, beside the network,
+/// TLS and parsing that feed it.
 struct LocalBlobWriter {
     inner: Arc<Inner>,
-    /// `None` after a failed write: the writer is then unusable.
-    file: Option<File>,
     /// The staging file, removed on drop until handed over to a [`StagedBlob`].
     path: Option<PathBuf>,
-    sealer: StreamSealer,
-    /// Sealed bytes not yet written.
+    /// Plaintext of the next batch.
+    plain: Vec<u8>,
+    sealing: Sealing,
+}
+
+/// Where the hashing and sealing state is.
+enum Sealing {
+    Idle(Box<Sealer>),
+    /// A batch is on the blocking pool; the state comes back with its result.
+    Busy(tokio::task::JoinHandle<Result<Box<Sealer>, StoreError>>),
+    /// An earlier batch failed: the writer is unusable.
+    Failed,
+}
+
+/// The state that follows a blob's plaintext through the blocking pool.
+struct Sealer {
+    file: File,
+    hasher: Sha256,
+    stream: StreamSealer,
+    /// Sealed bytes of the batch being written; reused.
     sealed: Vec<u8>,
-    /// Where `sealed` goes in the file.
+    /// Where the next sealed bytes go in the file.
     offset: u64,
+    /// A spent plaintext buffer, handed back for the next batch.
+    spare: Vec<u8>,
+    /// For I/O error messages: the staging file.
+    path: PathBuf,
+}
+
+impl Sealer {
+    /// Hashes, seals and writes one batch, and asks the kernel to start writing it to the
+    /// device now, so that the fsync at the end waits for little more than the tail. Blocking.
+    fn absorb(&mut self, plain: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(plain);
+        self.stream.push(plain, &mut self.sealed)?;
+        self.file
+            .write_all_at(&self.sealed, self.offset)
+            .map_err(io_err("write", &self.path))?;
+        // Advice only: writeback starts early where the kernel takes the hint (Linux starts
+        // it for DONTNEED), and nothing is lost where it does not.
+        let len = std::num::NonZeroU64::new(self.sealed.len() as u64);
+        let _ = rustix::fs::fadvise(&self.file, self.offset, len, rustix::fs::Advice::DontNeed);
+        self.offset += self.sealed.len() as u64;
+        self.sealed.clear();
+        Ok(())
+    }
 }
 
 impl LocalBlobWriter {
-    fn unusable() -> StoreError {
-        StoreError::Io {
-            op: "write",
-            path: PathBuf::from("tmp"),
-            source: io::Error::other("an earlier write to this blob failed"),
+    /// The sealing state, once the batch in flight (if any) is done.
+    async fn settle(&mut self) -> Result<Box<Sealer>, StoreError> {
+        match std::mem::replace(&mut self.sealing, Sealing::Failed) {
+            Sealing::Idle(sealer) => Ok(sealer),
+            Sealing::Busy(job) => job.await?,
+            Sealing::Failed => Err(StoreError::Io {
+                op: "write",
+                path: self.path.clone().unwrap_or_default(),
+                source: io::Error::other("an earlier write to this blob failed"),
+            }),
         }
-    }
-
-    /// Writes the sealed bytes gathered so far and asks the kernel to start writing them to
-    /// the device now, so that the fsync at the end waits for little more than the tail.
-    async fn write_sealed(&mut self) -> Result<(), StoreError> {
-        let file = self.file.take().ok_or_else(Self::unusable)?;
-        let path = self.path.clone().unwrap_or_default();
-        let bytes = std::mem::take(&mut self.sealed);
-        let offset = self.offset;
-        let (file, mut bytes) = tokio::task::spawn_blocking(move || {
-            file.write_all_at(&bytes, offset)
-                .map_err(io_err("write", &path))?;
-            // Advice only: writeback starts early where the kernel takes the hint (Linux
-            // starts it for DONTNEED), and nothing is lost where it does not.
-            let len = std::num::NonZeroU64::new(bytes.len() as u64);
-            let _ = rustix::fs::fadvise(&file, offset, len, rustix::fs::Advice::DontNeed);
-            Ok::<_, StoreError>((file, bytes))
-        })
-        .await??;
-        self.offset += bytes.len() as u64;
-        bytes.clear();
-        self.sealed = bytes;
-        self.file = Some(file);
-        Ok(())
     }
 }
 
 #[async_trait::async_trait]
 impl BlobWriter for LocalBlobWriter {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.sealer.push(bytes, &mut self.sealed)?;
-        if self.sealed.len() >= WRITE_BATCH {
-            self.write_sealed().await?;
+        self.plain.extend_from_slice(bytes);
+        if self.plain.len() >= WRITE_BATCH {
+            let mut sealer = self.settle().await?;
+            let plain = std::mem::replace(&mut self.plain, std::mem::take(&mut sealer.spare));
+            self.sealing = Sealing::Busy(tokio::task::spawn_blocking(move || {
+                sealer.absorb(&plain)?;
+                sealer.spare = plain;
+                sealer.spare.clear();
+                Ok(sealer)
+            }));
         }
         Ok(())
     }
 
-    async fn finish(mut self: Box<Self>, key: &BlobKey) -> Result<StagedBlob, StoreError> {
-        let file = self.file.take().ok_or_else(Self::unusable)?;
-        // From here on the staged blob owns the file and removes it if anything fails.
-        let staged = StagedBlob {
-            key: key.clone(),
-            file: self.path.take(),
-        };
-        let mut sealed = std::mem::take(&mut self.sealed);
-        let header = self.sealer.finish(&self.inner.keyring, key, &mut sealed)?;
-        let (inner, offset) = (Arc::clone(&self.inner), self.offset);
-        tokio::task::spawn_blocking(move || inner.stage(staged, file, (&sealed, offset), &header))
-            .await?
+    async fn finish(mut self: Box<Self>) -> Result<StagedBlob, StoreError> {
+        let mut sealer = self.settle().await?;
+        let plain = std::mem::take(&mut self.plain);
+        let file = self.path.take();
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            sealer.hasher.update(&plain);
+            let key = BlobKey::from_digest(&sealer.hasher.clone().finalize().into());
+            // From here on the staged blob owns the file and removes it if anything fails.
+            let staged = StagedBlob { key, file };
+            sealer.stream.push(&plain, &mut sealer.sealed)?;
+            let header = sealer
+                .stream
+                .finish(&inner.keyring, &staged.key, &mut sealer.sealed)?;
+            let tail = (sealer.sealed.as_slice(), sealer.offset);
+            inner.stage(staged, &sealer.file, tail, &header)
+        })
+        .await?
     }
 }
 
 impl Drop for LocalBlobWriter {
     fn drop(&mut self) {
         if let Some(path) = self.path.take() {
-            // Best effort: a leftover is removed by the stale-file sweep at the next open.
+            // Best effort: a leftover is removed by the stale-file sweep at the next open. A
+            // batch still in flight writes into the removed file and is dropped with it.
             let _ = fs::remove_file(path);
         }
     }
@@ -673,13 +717,20 @@ impl Drop for LocalBlobWriter {
 impl BlobStore for LocalBlobStore {
     async fn begin(&self) -> Result<Box<dyn BlobWriter>, StoreError> {
         let (file, path) = self.blocking(Inner::create_staging).await?;
+        let sealer = Sealer {
+            file,
+            hasher: Sha256::new(),
+            stream: StreamSealer::new()?,
+            sealed: Vec::new(),
+            offset: HEADER_LEN as u64,
+            spare: Vec::new(),
+            path: path.clone(),
+        };
         Ok(Box::new(LocalBlobWriter {
             inner: Arc::clone(&self.inner),
-            file: Some(file),
             path: Some(path),
-            sealer: StreamSealer::new()?,
-            sealed: Vec::with_capacity(WRITE_BATCH + CHUNK_WITH_TAG),
-            offset: HEADER_LEN as u64,
+            plain: Vec::new(),
+            sealing: Sealing::Idle(Box::new(sealer)),
         }))
     }
 
@@ -824,7 +875,9 @@ mod tests {
         for piece in bytes.chunks(10_007) {
             writer.write(piece).await.unwrap();
         }
-        writer.finish(key).await.unwrap()
+        let staged = writer.finish().await.unwrap();
+        assert_eq!(staged.key(), key, "named by the SHA-256 of its plaintext");
+        staged
     }
 
     async fn read_all(store: &LocalBlobStore, key: &BlobKey) -> Vec<u8> {
@@ -948,7 +1001,16 @@ mod tests {
     #[tokio::test]
     async fn round_trip_across_chunk_boundaries() {
         let (_dir, store) = setup();
-        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 17] {
+        for len in [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            2 * CHUNK,
+            3 * CHUNK + 17,
+            9 * CHUNK + 5,
+        ] {
             let bytes = content(len);
             let key = put(&store, &bytes).await;
             assert_eq!(store.len(&key).await.unwrap(), len as u64, "{len}");
