@@ -9,11 +9,12 @@ use std::io::{BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ward_dicom::PrescanLimits;
 use ward_index::{Index, InsertOutcome, NewInstance};
-use ward_store::{BlobKey, BlobStore, BlobWriter, StoreError};
+use ward_store::{BlobKey, BlobStore, BlobWriter, Pieces, StoreError};
 use ward_types::{InstanceAttributes, Uid};
 
 /// DIMSE status codes of the storage service (PS3.4 B.2.3, PS3.7 C.4) that ingest failures map
@@ -501,34 +502,83 @@ impl Ingest {
         &self,
         row: &ward_index::InstanceRow,
     ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), IngestError> {
-        let mut header = Vec::with_capacity(512);
-        let offset = ward_dicom::write_part10_header(
-            &mut header,
-            &row.sop_class_uid,
-            &row.sop_instance_uid,
-            &row.transfer_syntax,
-        )
-        .map_err(IngestError::internal)?;
-        let key = BlobKey::parse(&row.blob_key).map_err(IngestError::internal)?;
+        let (header, key) = part10_header_of(row)?;
         let (mut reader, len) = self
             .store
             .open_sized(&key)
             .await
             .map_err(IngestError::internal)?;
-        let dataset_len = len
-            .checked_sub(offset)
-            .ok_or_else(|| IngestError::Internal("stored object shorter than its header".into()))?;
+        let dataset_len = dataset_len(len, &header)?;
         // Skip the header by reading it: the store's readers are streams, not files.
-        let mut skipped = vec![0u8; usize::try_from(offset).map_err(IngestError::internal)?];
+        let mut skipped = vec![0u8; header.len()];
         tokio::io::AsyncReadExt::read_exact(&mut reader, &mut skipped)
             .await
             .map_err(IngestError::internal)?;
-        if skipped != header {
-            return Err(IngestError::Internal(
-                "stored object's header differs from its index row".into(),
-            ));
-        }
+        check_stored_header(&skipped, &header)?;
         Ok((reader, dataset_len))
+    }
+
+    /// [`open_dataset`](Self::open_dataset) as pieces handed over without a copy, for a
+    /// response that passes them on.
+    pub async fn open_dataset_pieces(
+        &self,
+        row: &ward_index::InstanceRow,
+    ) -> Result<(Pieces, u64), IngestError> {
+        let (header, key) = part10_header_of(row)?;
+        let (mut pieces, len) = self
+            .store
+            .open_pieces(&key)
+            .await
+            .map_err(IngestError::internal)?;
+        let dataset_len = dataset_len(len, &header)?;
+        let mut skipped = Vec::with_capacity(header.len());
+        let mut rest = None;
+        while skipped.len() < header.len() {
+            let Some(piece) = pieces.next().await else {
+                break;
+            };
+            let piece = piece.map_err(IngestError::internal)?;
+            let wanted = header.len() - skipped.len();
+            if piece.len() > wanted {
+                skipped.extend_from_slice(&piece[..wanted]);
+                rest = Some(piece.slice(wanted..));
+            } else {
+                skipped.extend_from_slice(&piece);
+            }
+        }
+        check_stored_header(&skipped, &header)?;
+        let pieces: Pieces = Box::pin(futures_util::stream::iter(rest.map(Ok)).chain(pieces));
+        Ok((pieces, dataset_len))
+    }
+}
+
+/// The Part 10 header Ward wrote in front of a stored instance's data set, and its blob's key.
+fn part10_header_of(row: &ward_index::InstanceRow) -> Result<(Vec<u8>, BlobKey), IngestError> {
+    let mut header = Vec::with_capacity(512);
+    ward_dicom::write_part10_header(
+        &mut header,
+        &row.sop_class_uid,
+        &row.sop_instance_uid,
+        &row.transfer_syntax,
+    )
+    .map_err(IngestError::internal)?;
+    let key = BlobKey::parse(&row.blob_key).map_err(IngestError::internal)?;
+    Ok((header, key))
+}
+
+/// The data set's length in a stored object of `len` bytes that starts with `header`.
+fn dataset_len(len: u64, header: &[u8]) -> Result<u64, IngestError> {
+    len.checked_sub(header.len() as u64)
+        .ok_or_else(|| IngestError::Internal("stored object shorter than its header".into()))
+}
+
+fn check_stored_header(stored: &[u8], expected: &[u8]) -> Result<(), IngestError> {
+    if stored == expected {
+        Ok(())
+    } else {
+        Err(IngestError::Internal(
+            "stored object's header differs from its index row".into(),
+        ))
     }
 }
 

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use ward_index::{Index, SqliteIndex};
 use ward_ingest::{Ingest, IngestError, IngestLimits, StoreRequest, Stored};
@@ -85,6 +86,11 @@ async fn stored_dataset(setup: &Setup, object: &Synthetic) -> Vec<u8> {
     let mut out = Vec::new();
     reader.read_to_end(&mut out).await.unwrap();
     assert_eq!(out.len() as u64, len);
+    // The same data set as pieces handed over without a copy.
+    let (pieces, pieces_len) = setup.ingest.open_dataset_pieces(&row).await.unwrap();
+    let pieces: Vec<_> = pieces.map(Result::unwrap).collect().await;
+    assert_eq!(pieces_len, len);
+    assert_eq!(pieces.concat(), out);
     out
 }
 

@@ -651,13 +651,52 @@ impl<R: Read + Send + 'static> BlobReader<R> {
         })
     }
 
-    fn fail(&mut self, error: StoreError) -> Poll<io::Result<()>> {
+    /// Marks the stream failed; the error to report.
+    fn fail(&mut self, error: StoreError) -> io::Error {
         self.failed = true;
         let kind = match &error {
             StoreError::Io { source, .. } => source.kind(),
             _ => ErrorKind::InvalidData,
         };
-        Poll::Ready(Err(io::Error::new(kind, error)))
+        io::Error::new(kind, error)
+    }
+}
+
+impl<R: Read + Send + 'static> BlobReader<R> {
+    /// Makes sure authenticated plaintext is waiting in `ready[from..]`: `true` once it is,
+    /// `false` at the end of the blob.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            if self.from < self.ready.len() {
+                return Poll::Ready(Ok(true));
+            }
+            if let Some(error) = self.error.take() {
+                return Poll::Ready(Err(self.fail(error)));
+            }
+            if self.failed {
+                return Poll::Ready(Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    "reading this blob already failed",
+                )));
+            }
+            let Some(pending) = self.pending.as_mut() else {
+                return Poll::Ready(Ok(false));
+            };
+            let batch = match ready!(Pin::new(pending).poll(cx)) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.pending = None;
+                    return Poll::Ready(Err(self.fail(StoreError::from(e))));
+                }
+            };
+            // The next batch is read while this one is handed out.
+            self.pending = batch
+                .next
+                .map(|source| tokio::task::spawn_blocking(move || source.read_batch()));
+            self.ready = batch.plain;
+            self.from = 0;
+            self.error = batch.error;
+        }
     }
 }
 
@@ -668,39 +707,29 @@ impl<R: Read + Send + 'static> AsyncRead for BlobReader<R> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            if this.from < this.ready.len() {
-                let n = (this.ready.len() - this.from).min(out.remaining());
-                out.put_slice(&this.ready[this.from..this.from + n]);
-                this.from += n;
-                return Poll::Ready(Ok(()));
+        if ready!(this.poll_fill(cx))? {
+            let n = (this.ready.len() - this.from).min(out.remaining());
+            out.put_slice(&this.ready[this.from..this.from + n]);
+            this.from += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The plaintext as the batches it was authenticated in, each handed over without a copy.
+impl<R: Read + Send + 'static> futures_core::Stream for BlobReader<R> {
+    type Item = io::Result<bytes::Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match ready!(this.poll_fill(cx)) {
+            Ok(true) => {
+                let from = std::mem::take(&mut this.from);
+                let batch = bytes::Bytes::from(std::mem::take(&mut this.ready));
+                Poll::Ready(Some(Ok(batch.slice(from..))))
             }
-            if let Some(error) = this.error.take() {
-                return this.fail(error);
-            }
-            if this.failed {
-                return Poll::Ready(Err(io::Error::new(
-                    ErrorKind::InvalidData,
-                    "reading this blob already failed",
-                )));
-            }
-            let Some(pending) = this.pending.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            let batch = match ready!(Pin::new(pending).poll(cx)) {
-                Ok(batch) => batch,
-                Err(e) => {
-                    this.pending = None;
-                    return this.fail(StoreError::from(e));
-                }
-            };
-            // The next batch is read while this one is handed out.
-            this.pending = batch
-                .next
-                .map(|source| tokio::task::spawn_blocking(move || source.read_batch()));
-            this.ready = batch.plain;
-            this.from = 0;
-            this.error = batch.error;
+            Ok(false) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
         }
     }
 }

@@ -440,7 +440,8 @@ async fn search(
             header::CONTENT_TYPE,
             HeaderValue::from_static(media::DICOM_JSON),
         )],
-        serde_json::Value::Array(page).to_string(),
+        // Straight into bytes: `to_string` would go through `fmt::Write` one piece at a time.
+        serde_json::to_vec(&page).map_err(|e| ApiError::internal("cannot encode the answer", e))?,
     )
         .into_response();
     let mut warnings = Vec::new();

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
-use tokio::io::AsyncReadExt as _;
+use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 use tracing::warn;
 use ward_audit::{Action, AuditEvent};
@@ -25,12 +25,10 @@ use crate::error::ApiError;
 use crate::media::{self, Syntax};
 use crate::serve::Listener;
 
-/// Chunks in flight between the reader task and the connection: the memory a retrieval holds
-/// is this many chunks (1 MiB), whatever the size of the study. Chunks are filled to their size
-/// from the store's 64 KiB sealed blocks, so that each hand-over between tasks carries enough
-/// to be worth it.
+/// Pieces in flight between the reader task and the connection: the memory a retrieval holds
+/// is this many of the store's pieces (about 256 KiB each, so 1 MiB) and the store's one batch
+/// read ahead, whatever the size of the study.
 const CHANNEL_CHUNKS: usize = 4;
-const CHUNK: usize = 256 * 1024;
 
 /// The entity a WADO-RS path names.
 pub(crate) struct Target {
@@ -261,27 +259,15 @@ async fn send_instance(
             tx.send(Ok(Bytes::from(bytes))).await.map_err(closed)?;
         }
         Delivery::AsStored => {
-            let (mut reader, _) = state
+            // The store's pieces (about 256 KiB each) go out as they are, without a copy.
+            let (mut pieces, _) = state
                 .ingest
-                .open_dataset(row)
+                .open_dataset_pieces(row)
                 .await
                 .map_err(|e| e.to_string())?;
-            loop {
-                let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
-                while chunk.len() < CHUNK {
-                    if reader
-                        .read_buf(&mut chunk)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        == 0
-                    {
-                        break;
-                    }
-                }
-                if chunk.is_empty() {
-                    break;
-                }
-                tx.send(Ok(chunk.freeze())).await.map_err(closed)?;
+            while let Some(piece) = pieces.next().await {
+                let piece = piece.map_err(|e| e.to_string())?;
+                tx.send(Ok(piece)).await.map_err(closed)?;
             }
         }
     }
