@@ -66,6 +66,7 @@ struct App {
     dir: PathBuf,
     router: Router,
     index: Arc<SqliteIndex>,
+    store: Arc<dyn ward_store::BlobStore>,
     token: String,
     inputs: u64,
 }
@@ -101,7 +102,9 @@ impl App {
         let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir).expect("create the data directory");
         let keyring = ward_store::Keyring::generate().expect("a keyring");
-        let store = ward_store::LocalBlobStore::open(&dir, Arc::new(keyring)).expect("blob store");
+        let store: Arc<dyn ward_store::BlobStore> = Arc::new(
+            ward_store::LocalBlobStore::open(&dir, Arc::new(keyring)).expect("blob store"),
+        );
         let index = Arc::new(
             SqliteIndex::open(&dir.join("index.sqlite"), true)
                 .await
@@ -116,7 +119,7 @@ impl App {
         let spool = dir.join("spool");
         std::fs::create_dir(&spool).expect("create the spool");
         let ingest = Arc::new(ward_ingest::Ingest::new(
-            Arc::new(store),
+            Arc::clone(&store),
             index.clone(),
             audit,
             spool,
@@ -150,6 +153,7 @@ impl App {
             dir,
             router: router(Arc::new(state)),
             index,
+            store,
             token,
             inputs: 0,
         }
@@ -358,17 +362,10 @@ async fn check(app: &App, config: u8, answer: Answer) {
         if config & 0x01 != 0 {
             assert_eq!(row.study_instance_uid.as_str(), stow_study());
         }
-        let key = &row.blob_key;
-        let blob = app
-            .dir
-            .join("blobs")
-            .join(key.get(..2).unwrap_or_default())
-            .join(key.get(2..4).unwrap_or_default())
-            .join(key);
+        let key = ward_store::BlobKey::parse(&row.blob_key).expect("a valid blob key");
         assert!(
-            blob.is_file(),
-            "{instance} has no blob at {}",
-            blob.display()
+            app.store.exists(&key).await.expect("the store answers"),
+            "{instance} has no blob {key}"
         );
     }
 }
