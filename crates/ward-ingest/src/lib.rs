@@ -502,20 +502,8 @@ impl Ingest {
         &self,
         row: &ward_index::InstanceRow,
     ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), IngestError> {
-        let (header, key) = part10_header_of(row)?;
-        let (mut reader, len) = self
-            .store
-            .open_sized(&key)
-            .await
-            .map_err(IngestError::internal)?;
-        let dataset_len = dataset_len(len, &header)?;
-        // Skip the header by reading it: the store's readers are streams, not files.
-        let mut skipped = vec![0u8; header.len()];
-        tokio::io::AsyncReadExt::read_exact(&mut reader, &mut skipped)
-            .await
-            .map_err(IngestError::internal)?;
-        check_stored_header(&skipped, &header)?;
-        Ok((reader, dataset_len))
+        let (pieces, len) = self.open_dataset_pieces(row).await?;
+        Ok((Box::new(tokio_util::io::StreamReader::new(pieces)), len))
     }
 
     /// [`open_dataset`](Self::open_dataset) as pieces handed over without a copy, for a

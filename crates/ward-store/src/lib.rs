@@ -150,15 +150,12 @@ pub trait BlobStore: Send + Sync + 'static {
         &self,
         key: &BlobKey,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, StoreError> {
-        Ok(self.open_sized(key).await?.0)
+        let (pieces, _) = self.open_pieces(key).await?;
+        Ok(Box::new(tokio_util::io::StreamReader::new(pieces)))
     }
-    /// [`open`](Self::open), with the plaintext length: one opening where a caller needs both.
-    async fn open_sized(
-        &self,
-        key: &BlobKey,
-    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), StoreError>;
-    /// [`open_sized`](Self::open_sized) as a stream of pieces of the plaintext, each handed
-    /// over without a copy, for a caller that passes the bytes on rather than parsing them.
+    /// [`open`](Self::open) as a stream of pieces of the plaintext, each handed over without a
+    /// copy, for a caller that passes the bytes on rather than parsing them; with the
+    /// plaintext length.
     async fn open_pieces(&self, key: &BlobKey) -> Result<(Pieces, u64), StoreError>;
     async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError>;
     /// The plaintext length.
@@ -746,15 +743,6 @@ impl BlobStore for LocalBlobStore {
         self.blocking(move |inner| inner.commit(staged)).await
     }
 
-    async fn open_sized(
-        &self,
-        key: &BlobKey,
-    ) -> Result<(Box<dyn tokio::io::AsyncRead + Send + Unpin>, u64), StoreError> {
-        let (file, header, path) = self.open_sealed(key).await?;
-        let reader = BlobReader::new(file, &header, key.clone(), path)?;
-        Ok((Box::new(reader), header.plaintext_len()))
-    }
-
     async fn open_pieces(&self, key: &BlobKey) -> Result<(Pieces, u64), StoreError> {
         let (file, header, path) = self.open_sealed(key).await?;
         let reader = BlobReader::new(file, &header, key.clone(), path)?;
@@ -1076,14 +1064,19 @@ mod tests {
 
     /// A reader over the chunks of `raw` (a whole blob file) that skips the file-length check
     /// `open` makes, to exercise the stream's own checks.
-    fn stream_over(store: &LocalBlobStore, key: &BlobKey, raw: &[u8]) -> BlobReader<Trickle> {
+    fn stream_over(
+        store: &LocalBlobStore,
+        key: &BlobKey,
+        raw: &[u8],
+    ) -> impl AsyncRead + Unpin + use<> {
         let header: [u8; sealed::HEADER_LEN] = raw[..sealed::HEADER_LEN].try_into().unwrap();
         let header = Header::open(&header, &store.inner.keyring, key).unwrap();
         let chunks = Trickle {
             bytes: raw[sealed::HEADER_LEN..].to_vec(),
             at: 0,
         };
-        BlobReader::new(chunks, &header, key.clone(), PathBuf::from("test")).unwrap()
+        let pieces = BlobReader::new(chunks, &header, key.clone(), PathBuf::from("test")).unwrap();
+        tokio_util::io::StreamReader::new(pieces)
     }
 
     #[tokio::test]

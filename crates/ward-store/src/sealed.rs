@@ -44,7 +44,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use tokio::io::{AsyncRead, ReadBuf};
 use zeroize::Zeroizing;
 
 use crate::keyring::{KeyId, Keyring};
@@ -535,9 +534,8 @@ const READ_BATCH: usize = 256 * 1024;
 /// the network), on another core; a chunk is handed out only once it authenticated. Any
 /// failure is an error, never unauthenticated bytes; after one, every further read fails too.
 pub(crate) struct BlobReader<R> {
-    /// Plaintext being handed out, from `from`.
+    /// Authenticated plaintext waiting to be handed out.
     ready: Vec<u8>,
-    from: usize,
     /// The next batch, being read.
     pending: Option<tokio::task::JoinHandle<Batch<R>>>,
     /// Why the stream stops after `ready`.
@@ -644,7 +642,6 @@ impl<R: Read + Send + 'static> BlobReader<R> {
         };
         Ok(BlobReader {
             ready: Vec::new(),
-            from: 0,
             pending: Some(tokio::task::spawn_blocking(move || source.read_batch())),
             error: None,
             failed: false,
@@ -663,11 +660,11 @@ impl<R: Read + Send + 'static> BlobReader<R> {
 }
 
 impl<R: Read + Send + 'static> BlobReader<R> {
-    /// Makes sure authenticated plaintext is waiting in `ready[from..]`: `true` once it is,
+    /// Makes sure authenticated plaintext is waiting in `ready`: `true` once it is,
     /// `false` at the end of the blob.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
-            if self.from < self.ready.len() {
+            if !self.ready.is_empty() {
                 return Poll::Ready(Ok(true));
             }
             if let Some(error) = self.error.take() {
@@ -694,25 +691,8 @@ impl<R: Read + Send + 'static> BlobReader<R> {
                 .next
                 .map(|source| tokio::task::spawn_blocking(move || source.read_batch()));
             self.ready = batch.plain;
-            self.from = 0;
             self.error = batch.error;
         }
-    }
-}
-
-impl<R: Read + Send + 'static> AsyncRead for BlobReader<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if ready!(this.poll_fill(cx))? {
-            let n = (this.ready.len() - this.from).min(out.remaining());
-            out.put_slice(&this.ready[this.from..this.from + n]);
-            this.from += n;
-        }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -724,9 +704,8 @@ impl<R: Read + Send + 'static> futures_core::Stream for BlobReader<R> {
         let this = self.get_mut();
         match ready!(this.poll_fill(cx)) {
             Ok(true) => {
-                let from = std::mem::take(&mut this.from);
-                let batch = bytes::Bytes::from(std::mem::take(&mut this.ready));
-                Poll::Ready(Some(Ok(batch.slice(from..))))
+                let batch = std::mem::take(&mut this.ready);
+                Poll::Ready(Some(Ok(bytes::Bytes::from(batch))))
             }
             Ok(false) => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
