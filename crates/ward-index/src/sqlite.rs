@@ -149,14 +149,10 @@ impl SqliteIndex {
         batch: &[NewInstance],
     ) -> Result<Vec<InsertOutcome>, IndexError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let mut total = Added::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         for new in batch {
-            let (outcome, added) = insert_one(&mut tx, new).await?;
-            total.add(&added);
-            outcomes.push(outcome);
+            outcomes.push(insert_one(&mut tx, new).await?);
         }
-        add_counts(&mut tx, &total).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -323,31 +319,14 @@ fn required<'a>(value: Option<&'a Uid>, name: &'static str) -> Result<&'a Uid, I
     value.ok_or(IndexError::MissingAttribute(name))
 }
 
-/// Rows that inserts created, for the counts row.
-#[derive(Default)]
-struct Added {
-    patients: i64,
-    studies: i64,
-    series: i64,
-    instances: i64,
-}
-
-impl Added {
-    fn add(&mut self, other: &Added) {
-        self.patients += other.patients;
-        self.studies += other.studies;
-        self.series += other.series;
-        self.instances += other.instances;
-    }
-}
-
 /// Indexes one instance, creating its patient, study and series rows as needed, inside the
 /// caller's write transaction (which must hold the write lock: `BEGIN IMMEDIATE`). Writes
-/// nothing unless the outcome is [`InsertOutcome::Inserted`]; the counts row is the caller's.
+/// nothing unless the outcome is [`InsertOutcome::Inserted`]. The counts row and the study's
+/// summary columns follow by trigger (migration 0007).
 async fn insert_one(
     conn: &mut SqliteConnection,
     new: &NewInstance,
-) -> Result<(InsertOutcome, Added), IndexError> {
+) -> Result<InsertOutcome, IndexError> {
     let a = &new.attrs;
     let sop_uid = required(a.sop_instance_uid.as_ref(), "SOPInstanceUID")?;
     let class_uid = required(a.sop_class_uid.as_ref(), "SOPClassUID")?;
@@ -355,7 +334,8 @@ async fn insert_one(
     let series_uid = required(a.series_instance_uid.as_ref(), "SeriesInstanceUID")?;
     let size = i64::try_from(new.size).map_err(|_| IndexError::OutOfRange("size"))?;
 
-    if let Some(existing) = existing_blob_key(&mut *conn, sop_uid).await? {
+    let found = probe(&mut *conn, sop_uid, study_uid, series_uid).await?;
+    if let Some(existing) = found.blob_key {
         let outcome = if existing == new.blob_key {
             InsertOutcome::AlreadyStored
         } else {
@@ -363,13 +343,19 @@ async fn insert_one(
                 existing_blob_key: existing,
             }
         };
-        return Ok((outcome, Added::default()));
+        return Ok(outcome);
     }
 
-    let (study_fk, new_patients, new_studies) =
-        find_or_create_study(&mut *conn, new, study_uid).await?;
-    let (series_fk, new_series) =
-        find_or_create_series(&mut *conn, new, study_fk, series_uid).await?;
+    let study_fk = match found.study {
+        Some(id) => id,
+        None => create_study(&mut *conn, new, study_uid).await?,
+    };
+    let series_fk = match found.series {
+        Some((id, owner)) if owner == study_fk => id,
+        // Filing the instance under the other study would make its own StudyInstanceUID lie.
+        Some(_) => return Err(IndexError::SeriesInOtherStudy),
+        None => create_series(&mut *conn, new, study_fk, series_uid).await?,
+    };
 
     sqlx::query(
         "INSERT INTO instance (series_fk, sop_instance_uid, sop_class_uid, instance_number, \
@@ -399,91 +385,55 @@ async fn insert_one(
     .bind((!new.header.is_empty()).then_some(new.header.as_slice()))
     .execute(&mut *conn)
     .await?;
-    add_to_study_summary(&mut *conn, study_fk, new_series).await?;
-
-    Ok((
-        InsertOutcome::Inserted,
-        Added {
-            patients: new_patients,
-            studies: new_studies,
-            series: new_series,
-            instances: 1,
-        },
-    ))
+    Ok(InsertOutcome::Inserted)
 }
 
-async fn add_counts(conn: &mut SqliteConnection, added: &Added) -> Result<(), IndexError> {
-    sqlx::query(
-        "UPDATE counts SET patients = patients + $1, studies = studies + $2, \
-         series = series + $3, instances = instances + $4 WHERE id = 1",
-    )
-    .bind(added.patients)
-    .bind(added.studies)
-    .bind(added.series)
-    .bind(added.instances)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// What the index has already of a new instance's hierarchy.
+struct Found {
+    /// The instance's blob key, if it is indexed.
+    blob_key: Option<String>,
+    study: Option<i64>,
+    /// The series id and the study it belongs to.
+    series: Option<(i64, i64)>,
 }
 
-/// Counts the new instance (and its series, if new) in its study's summary columns, which
-/// answer NumberOfStudyRelatedSeries/Instances and ModalitiesInStudy. A new series may bring a
-/// modality: the list is recomputed from the study's series, as the column was defined.
-async fn add_to_study_summary(
+/// Looks up the instance, its study and its series in one statement: each statement is a
+/// hand-over to the connection's thread and back, and the sender of the object waits for them.
+async fn probe(
     conn: &mut SqliteConnection,
-    study_fk: i64,
-    new_series: i64,
-) -> Result<(), IndexError> {
-    if new_series == 0 {
-        sqlx::query("UPDATE study SET instance_count = instance_count + 1 WHERE id = $1")
-            .bind(study_fk)
-            .execute(conn)
-            .await?;
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE study SET instance_count = instance_count + 1, \
-         series_count = series_count + $2, \
-         modalities = (SELECT group_concat(DISTINCT s.modality) FROM series s \
-                       WHERE s.study_fk = $1) \
-         WHERE id = $1",
+    sop_uid: &Uid,
+    study_uid: &Uid,
+    series_uid: &Uid,
+) -> Result<Found, IndexError> {
+    let (blob_key, study, series, series_study): (
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    ) = sqlx::query_as(
+        "SELECT (SELECT blob_key FROM instance WHERE sop_instance_uid = $1), \
+                (SELECT id FROM study WHERE study_instance_uid = $2), \
+                (SELECT id FROM series WHERE series_instance_uid = $3), \
+                (SELECT study_fk FROM series WHERE series_instance_uid = $3)",
     )
-    .bind(study_fk)
-    .bind(new_series)
-    .execute(conn)
+    .bind(sop_uid.as_str())
+    .bind(study_uid.as_str())
+    .bind(series_uid.as_str())
+    .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(Found {
+        blob_key,
+        study,
+        series: series.zip(series_study),
+    })
 }
 
-/// The existing instance's blob key, if `sop_instance_uid` is indexed.
-async fn existing_blob_key(
-    conn: &mut SqliteConnection,
-    sop_instance_uid: &Uid,
-) -> Result<Option<String>, IndexError> {
-    Ok(
-        sqlx::query_scalar("SELECT blob_key FROM instance WHERE sop_instance_uid = $1")
-            .bind(sop_instance_uid.as_str())
-            .fetch_optional(conn)
-            .await?,
-    )
-}
-
-/// The study row for the new instance, creating it (and its patient) if the study is new.
-/// Returns the study id and how many patient and study rows were created.
-async fn find_or_create_study(
+/// Creates the new instance's study row (and its patient's, if new).
+async fn create_study(
     conn: &mut SqliteConnection,
     new: &NewInstance,
     study_uid: &Uid,
-) -> Result<(i64, i64, i64), IndexError> {
-    let existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM study WHERE study_instance_uid = $1")
-            .bind(study_uid.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some(id) = existing {
-        return Ok((id, 0, 0));
-    }
-
+) -> Result<i64, IndexError> {
     let a = &new.attrs;
     let patient_id = a.patient_id.as_deref().unwrap_or("");
     let issuer = a.issuer_of_patient_id.as_deref().unwrap_or("");
@@ -494,10 +444,10 @@ async fn find_or_create_study(
     .bind(issuer)
     .fetch_optional(&mut *conn)
     .await?;
-    let (patient_fk, new_patients) = match found {
-        Some(id) => (id, 0),
+    let patient_fk = match found {
+        Some(id) => id,
         None => {
-            let id = sqlx::query_scalar(
+            sqlx::query_scalar(
                 "INSERT INTO patient (patient_id, issuer_of_patient_id, patient_name, \
                  patient_name_upper, patient_birth_date, patient_birth_date_key, patient_sex) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -510,8 +460,7 @@ async fn find_or_create_study(
             .bind(sortable(VR::DA, a.patient_birth_date.as_deref()))
             .bind(a.patient_sex.as_deref())
             .fetch_one(&mut *conn)
-            .await?;
-            (id, 1)
+            .await?
         }
     };
 
@@ -534,49 +483,35 @@ async fn find_or_create_study(
     .bind(a.referring_physician_name.as_deref().map(str::to_uppercase))
     .fetch_one(&mut *conn)
     .await?;
-    Ok((study_fk, new_patients, 1))
+    Ok(study_fk)
 }
 
-/// The series row for the new instance, creating it if new. Returns the series id and how many
-/// series rows were created.
-async fn find_or_create_series(
+/// Creates the new instance's series row.
+async fn create_series(
     conn: &mut SqliteConnection,
     new: &NewInstance,
     study_fk: i64,
     series_uid: &Uid,
-) -> Result<(i64, i64), IndexError> {
-    let existing: Option<(i64, i64)> =
-        sqlx::query_as("SELECT id, study_fk FROM series WHERE series_instance_uid = $1")
-            .bind(series_uid.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    match existing {
-        Some((id, owner)) if owner == study_fk => Ok((id, 0)),
-        // Filing the instance under the other study would make its own StudyInstanceUID lie.
-        Some(_) => Err(IndexError::SeriesInOtherStudy),
-        None => {
-            let a = &new.attrs;
-            let id = sqlx::query_scalar(
-                "INSERT INTO series (study_fk, series_instance_uid, modality, series_number, \
-                 series_description, series_date, series_date_key, series_time, \
-                 series_time_key, body_part_examined) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            )
-            .bind(study_fk)
-            .bind(series_uid.as_str())
-            .bind(a.modality.as_deref())
-            .bind(a.series_number.as_deref())
-            .bind(a.series_description.as_deref())
-            .bind(a.series_date.as_deref())
-            .bind(sortable(VR::DA, a.series_date.as_deref()))
-            .bind(a.series_time.as_deref())
-            .bind(sortable(VR::TM, a.series_time.as_deref()))
-            .bind(a.body_part_examined.as_deref())
-            .fetch_one(&mut *conn)
-            .await?;
-            Ok((id, 1))
-        }
-    }
+) -> Result<i64, IndexError> {
+    let a = &new.attrs;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO series (study_fk, series_instance_uid, modality, series_number, \
+         series_description, series_date, series_date_key, series_time, \
+         series_time_key, body_part_examined) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    )
+    .bind(study_fk)
+    .bind(series_uid.as_str())
+    .bind(a.modality.as_deref())
+    .bind(a.series_number.as_deref())
+    .bind(a.series_description.as_deref())
+    .bind(a.series_date.as_deref())
+    .bind(sortable(VR::DA, a.series_date.as_deref()))
+    .bind(a.series_time.as_deref())
+    .bind(sortable(VR::TM, a.series_time.as_deref()))
+    .bind(a.body_part_examined.as_deref())
+    .fetch_one(conn)
+    .await?)
 }
 
 fn count_column(row: &SqliteRow, index: usize, what: &'static str) -> Result<u64, IndexError> {
@@ -592,12 +527,11 @@ impl Index for SqliteIndex {
         // The UNIQUE constraint on sop_instance_uid stays as the backstop. On any early return
         // the dropped transaction rolls back, so nothing is written.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let (outcome, added) = insert_one(&mut tx, new).await?;
+        let outcome = insert_one(&mut tx, new).await?;
         if outcome != InsertOutcome::Inserted {
             tx.rollback().await?;
             return Ok(outcome);
         }
-        add_counts(&mut tx, &added).await?;
         tx.commit().await?;
         Ok(outcome)
     }

@@ -14,11 +14,12 @@
 //!
 //! ```text
 //! blobs/ab/abcd…(64 hex)   stored blobs, sharded by the first byte of the key
-//! tmp/                     blobs being sealed, renamed into blobs/ once durable
+//! tmp/                     blobs being sealed, renamed into blobs/ once checked
 //! ```
 //!
 //! One level of 256 shard directories, all created (durably) when the store opens: storing a
-//! blob never creates a directory, so it costs one file fsync and one directory fsync. A
+//! blob never creates a directory, so it costs one file fsync and one directory fsync, which
+//! run side by side (see [`BlobStore::commit`]). A
 //! second level (`ab/cd/`, as earlier versions of Ward wrote) would cost a `mkdir` and a
 //! parent fsync for most objects of a young archive; ext4's hashed directories keep lookups
 //! fast with hundreds of thousands of entries per shard.
@@ -142,7 +143,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// writer or the [`StagedBlob`] discards the blob.
     async fn begin(&self) -> Result<Box<dyn BlobWriter>, StoreError>;
     /// Second half of a put: makes a staged blob visible under its key, durably. Once this
-    /// returns `Ok` the blob survives `kill -9` and power loss.
+    /// returns `Ok` the blob survives `kill -9` and power loss. Until then a power cut may leave
+    /// a torn blob under its key: it fails authentication, no index row names it (the index
+    /// row is written only after this returns), and recovery removes it.
     async fn commit(&self, staged: StagedBlob) -> Result<(), StoreError>;
     /// Opens a blob for streaming reads of its plaintext. A read fails (`InvalidData`) as soon
     /// as the stored bytes fail authentication; nothing unauthenticated is ever returned.
@@ -178,19 +181,22 @@ pub type Pieces =
 pub trait BlobWriter: Send {
     /// Appends plaintext.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
-    /// Ends the blob and puts it on stable storage, staged: not yet visible under its key, the
-    /// SHA-256 of all the plaintext written ([`StagedBlob::key`]). If a blob with this key
-    /// already exists, the new copy is dropped without being synced (content-addressed: same
-    /// key = same bytes).
+    /// Ends the blob and stages it: written, on its way to stable storage (the sync runs in
+    /// the background while the caller checks the object; [`BlobStore::commit`] waits for it),
+    /// not yet visible under its key, the SHA-256 of all the plaintext written
+    /// ([`StagedBlob::key`]). If a blob with this key already exists, the new copy is dropped
+    /// without being synced (content-addressed: same key = same bytes).
     async fn finish(self: Box<Self>) -> Result<StagedBlob, StoreError>;
 }
 
-/// A blob sealed and on stable storage, not yet under its name: see [`BlobWriter::finish`].
+/// A blob sealed and written, not yet under its name: see [`BlobWriter::finish`].
 #[must_use = "a staged blob is discarded unless committed"]
 pub struct StagedBlob {
     key: BlobKey,
     /// The staged file; `None` when the store already had the blob, so nothing was written.
     file: Option<PathBuf>,
+    /// The staged file's fdatasync, started when it was staged.
+    synced: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
 }
 
 impl StagedBlob {
@@ -351,8 +357,8 @@ impl Inner {
         Ok((file, path))
     }
 
-    /// The end of [`BlobWriter::finish`]: the last sealed bytes and the header written, the
-    /// file synced, unless the store has the blob already.
+    /// The end of [`BlobWriter::finish`]: the last sealed bytes and the header written, unless
+    /// the store has the blob already (then `staged.file` is `None`).
     fn stage(
         &self,
         staged: StagedBlob,
@@ -370,6 +376,7 @@ impl Inner {
                 return Ok(StagedBlob {
                     key: staged.key.clone(),
                     file: None,
+                    synced: None,
                 });
             }
             // Only tampering puts anything else there; never report it as the stored blob.
@@ -385,21 +392,29 @@ impl Inner {
             .map_err(io_err("write", path))?;
         file.write_all_at(header, 0)
             .map_err(io_err("write", path))?;
-        file.sync_data().map_err(io_err("fsync", path))?;
         Ok(staged)
     }
 
-    fn commit(&self, mut staged: StagedBlob) -> Result<(), StoreError> {
+    /// Puts a staged file under its name and makes the name durable; the caller syncs the
+    /// file's data meanwhile.
+    fn place(&self, key: &BlobKey, file: &Path) -> Result<(), StoreError> {
         // The shard directory was made durable when the store opened.
-        let shard = self.shard_dir(&staged.key);
-        if let Some(file) = &staged.file {
-            let dest = shard.join(staged.key.as_str());
-            fs::rename(file, &dest).map_err(io_err("rename into place", file))?;
-            staged.file = None;
+        let shard = self.shard_dir(key);
+        if let Err(e) = fs::rename(file, shard.join(key.as_str())) {
+            let _ = fs::remove_file(file);
+            return Err(io_err("rename into place", file)(e));
         }
-        // Also when the blob was there already: a concurrent put may have renamed it in
-        // without having fsynced the directory yet, so do that before answering for it.
         sync_dir(&shard)
+    }
+
+    /// Makes a blob the store already had durable before answering for it: a concurrent put
+    /// may have renamed it in without its data or its name having been synced yet.
+    fn sync_existing(&self, key: &BlobKey) -> Result<(), StoreError> {
+        let path = self.blob_path(key);
+        File::open(&path)
+            .and_then(|f| f.sync_data())
+            .map_err(io_err("fsync", &path))?;
+        sync_dir(&self.shard_dir(key))
     }
 
     /// Re-seals a blob's data key under the keyring's active master key, rewriting only its
@@ -692,19 +707,31 @@ impl BlobWriter for LocalBlobWriter {
         let plain = std::mem::take(&mut self.plain);
         let file = self.path.take();
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
+        let (mut staged, sealer) = tokio::task::spawn_blocking(move || {
             sealer.hasher.update(&plain);
             let key = BlobKey::from_digest(&sealer.hasher.clone().finalize().into());
             // From here on the staged blob owns the file and removes it if anything fails.
-            let staged = StagedBlob { key, file };
+            let staged = StagedBlob {
+                key,
+                file,
+                synced: None,
+            };
             sealer.stream.push(&plain, &mut sealer.sealed)?;
             let header = sealer
                 .stream
                 .finish(&inner.keyring, &staged.key, &mut sealer.sealed)?;
             let tail = (sealer.sealed.as_slice(), sealer.offset);
-            inner.stage(staged, &sealer.file, tail, &header)
+            let staged = inner.stage(staged, &sealer.file, tail, &header)?;
+            Ok::<_, StoreError>((staged, sealer))
         })
-        .await?
+        .await??;
+        if staged.file.is_some() {
+            let Sealer { file, path, .. } = *sealer;
+            staged.synced = Some(tokio::task::spawn_blocking(move || {
+                file.sync_data().map_err(io_err("fsync", &path))
+            }));
+        }
+        Ok(staged)
     }
 }
 
@@ -739,8 +766,27 @@ impl BlobStore for LocalBlobStore {
         }))
     }
 
-    async fn commit(&self, staged: StagedBlob) -> Result<(), StoreError> {
-        self.blocking(move |inner| inner.commit(staged)).await
+    async fn commit(&self, mut staged: StagedBlob) -> Result<(), StoreError> {
+        let (Some(file), Some(synced)) = (staged.file.take(), staged.synced.take()) else {
+            let key = staged.key.clone();
+            return self.blocking(move |inner| inner.sync_existing(&key)).await;
+        };
+        // The name and the data are synced side by side: one flush's wait instead of two in a
+        // row. A power cut before both are done can leave a torn blob under its name, which
+        // no index row names and recovery removes (see the trait).
+        let key = staged.key.clone();
+        let (placed, synced) = tokio::join!(
+            self.blocking(move |inner| inner.place(&key, &file)),
+            async { synced.await? }
+        );
+        if let Err(e) = synced {
+            if placed.is_ok() {
+                // Never leave unsynced data under a name a later put would trust as stored.
+                let _ = self.delete(&staged.key).await;
+            }
+            return Err(e);
+        }
+        placed
     }
 
     async fn open_pieces(&self, key: &BlobKey) -> Result<(Pieces, u64), StoreError> {
