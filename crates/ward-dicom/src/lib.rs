@@ -26,7 +26,7 @@ pub use header::{
 };
 pub use json::{
     BulkPolicy, BulkRef, DEFAULT_INLINE_LIMIT, PathStep, bulk_value, to_dicom_json,
-    wado_bulk_policy,
+    wado_bulk_policy, write_elements_json,
 };
 pub use part10::{
     MAX_META_GROUP_LEN, Part10Error, Part10Info, read_part10_info, read_part10_info_from,

@@ -38,36 +38,17 @@ pub fn response_identifier(
         .get(ts_uid)
         .ok_or_else(|| QueryError::Malformed("unknown transfer syntax".into()))?;
     let mut out = Vec::new();
-    if row.header.is_some() || query.keys.iter().any(|key| key.vr == VR::SQ) {
+    let Some(elements) = response_elements(query, row) else {
         let obj = response_dataset(query, row)?;
         obj.write_dataset_with_ts(&mut out, ts)
             .map_err(|e| QueryError::Malformed(e.to_string()))?;
         return Ok(out);
-    }
-    // Every element is primitive and comes from `row.values`: they go to the data set writer
-    // one by one, as writing the object would hand them over, without building the object and
-    // copying each value into its tokens. This is most of the cost of a match.
-    let mut elements = Vec::with_capacity(query.keys.len() + 2);
-    elements.push(specific_character_set());
-    elements.push(query_retrieve_level(query));
-    elements.extend(
-        query
-            .keys
-            .iter()
-            .map(|key| answer(key, row.values.get(&key.tag), None)),
-    );
-    // The object's order (by tag, stable) and its rule for a repeated tag: the last one put.
-    elements.sort_by_key(|element| element.tag());
+    };
+    // The elements go to the data set writer one by one, as writing the object would hand them
+    // over, without building the object and copying each value into its tokens.
     let mut writer = DataSetWriter::with_ts_cs(&mut out, ts, SpecificCharacterSet::default())
         .map_err(|e| QueryError::Malformed(e.to_string()))?;
-    let mut elements = elements.into_iter().peekable();
-    while let Some(element) = elements.next() {
-        if elements
-            .peek()
-            .is_some_and(|next| next.tag() == element.tag())
-        {
-            continue;
-        }
+    for element in elements {
         let header = *element.header();
         let Value::Primitive(value) = element.into_value() else {
             return Err(QueryError::Malformed(
@@ -81,6 +62,38 @@ pub fn response_identifier(
     }
     drop(writer);
     Ok(out)
+}
+
+/// The elements of [`response_dataset`]'s answer in its order (by tag, each tag once), when
+/// every one is primitive and comes from `row.values` (no header copy, no sequence key): the
+/// common case, which front doors encode element by element without building the data set,
+/// as that was most of the cost of a match. `None` otherwise.
+pub fn response_elements(query: &Query, row: &MatchRow) -> Option<Vec<InMemElement>> {
+    if row.header.is_some() || query.keys.iter().any(|key| key.vr == VR::SQ) {
+        return None;
+    }
+    let mut elements = Vec::with_capacity(query.keys.len() + 2);
+    elements.push(specific_character_set());
+    elements.push(query_retrieve_level(query));
+    elements.extend(
+        query
+            .keys
+            .iter()
+            .map(|key| answer(key, row.values.get(&key.tag), None)),
+    );
+    // The object's order (by tag, stable) and its rule for a repeated tag: the last one put.
+    elements.sort_by_key(|element| element.tag());
+    let mut unique: Vec<InMemElement> = Vec::with_capacity(elements.len());
+    for element in elements {
+        if unique
+            .last()
+            .is_some_and(|last| last.tag() == element.tag())
+        {
+            unique.pop();
+        }
+        unique.push(element);
+    }
+    Some(unique)
 }
 
 fn specific_character_set() -> InMemElement {

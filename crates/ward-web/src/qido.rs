@@ -416,15 +416,8 @@ async fn search(
         .iter()
         .take(window as usize)
         .skip(search.offset as usize)
-        .map(|row| {
-            ward_query::response_dataset(&query, row).map(|mut obj| {
-                // A C-FIND notion; QIDO-RS answers carry no level.
-                obj.remove_element(tags::QUERY_RETRIEVE_LEVEL);
-                media::dataset_json(&obj)
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| ApiError::internal("cannot encode a match", e))?;
+        .collect();
+    let body = answer_json(&query, &page)?;
     if let Ok(mut budget) = state.match_budget.lock() {
         budget.spend(budget_key, page.len() as u64, Instant::now());
     }
@@ -440,8 +433,7 @@ async fn search(
             header::CONTENT_TYPE,
             HeaderValue::from_static(media::DICOM_JSON),
         )],
-        // Straight into bytes: `to_string` would go through `fmt::Write` one piece at a time.
-        serde_json::to_vec(&page).map_err(|e| ApiError::internal("cannot encode the answer", e))?,
+        body,
     )
         .into_response();
     let mut warnings = Vec::new();
@@ -460,4 +452,35 @@ async fn search(
             .append(header::WARNING, HeaderValue::from_static(warning));
     }
     Ok(response)
+}
+
+/// The answer: a DICOM JSON array of the matches, written straight into bytes.
+fn answer_json(
+    query: &ward_query::Query,
+    page: &[&ward_query::MatchRow],
+) -> Result<Vec<u8>, ApiError> {
+    let encode = |e: &dyn std::fmt::Display| ApiError::internal("cannot encode a match", e);
+    let mut body = Vec::with_capacity(page.len() * 512 + 2);
+    body.push(b'[');
+    for (i, row) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        // The Query/Retrieve Level is a C-FIND notion: QIDO-RS answers carry none.
+        match ward_query::response_elements(query, row) {
+            Some(mut elements) => {
+                elements
+                    .retain(|e| dicom_core::header::Header::tag(e) != tags::QUERY_RETRIEVE_LEVEL);
+                ward_dicom::write_elements_json(&mut body, &elements).map_err(|e| encode(&e))?;
+            }
+            None => {
+                let mut obj = ward_query::response_dataset(query, row).map_err(|e| encode(&e))?;
+                obj.remove_element(tags::QUERY_RETRIEVE_LEVEL);
+                serde_json::to_writer(&mut body, &media::dataset_json(&obj))
+                    .map_err(|e| encode(&e))?;
+            }
+        }
+    }
+    body.push(b']');
+    Ok(body)
 }
