@@ -24,6 +24,9 @@ use crate::pdu::{self, Incoming, PduError, Pdv};
 /// Largest identifier accepted in a response.
 const MAX_RESPONSE_IDENTIFIER: usize = 1 << 20;
 
+/// Bytes read from the peer at a time.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Counts and status of a C-GET or C-MOVE, from its latest response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetrieveProgress {
@@ -179,7 +182,9 @@ impl PeerImplementation {
 /// An established association to a remote SCP, over a plain TCP stream unless the caller set
 /// up another (TLS).
 pub struct ClientAssociation<S = TcpStream> {
-    stream: S,
+    /// Reads are buffered: a C-FIND answer or a C-GET is many small PDUs, and reading each
+    /// header and body straight from the socket cost two system calls apiece.
+    stream: BufReader<S>,
     /// (abstract syntax, transfer syntax) → accepted context id.
     accepted: HashMap<(String, String), u8>,
     contexts: Vec<ContextResult>,
@@ -210,11 +215,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientAssociation<S> {
     /// Negotiates an association over an established stream, sending `user_identity`
     /// (PS3.7 D.3.3.7) when given. At most 128 proposals (the protocol's limit).
     pub async fn negotiate(
-        mut stream: S,
+        stream: S,
         options: ClientOptions,
         proposals: &[Proposal],
         user_identity: Option<UserIdentity>,
     ) -> Result<ClientAssociation<S>, ClientError> {
+        let mut stream = BufReader::with_capacity(READ_BUFFER, stream);
         if proposals.is_empty() || proposals.len() > negotiation::MAX_CONTEXTS {
             return Err(ClientError::Protocol(format!(
                 "{} presentation contexts proposed; 1 to 128 are allowed",

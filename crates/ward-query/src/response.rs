@@ -1,6 +1,5 @@
 //! Encoding the response identifier of one match.
 
-use dicom_core::header::Header as _;
 use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
@@ -12,6 +11,7 @@ use dicom_object::mem::InMemElement;
 use dicom_parser::dataset::DataToken;
 use dicom_parser::dataset::write::DataSetWriter;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use ward_dicom::TextElement;
 
 use crate::{Header, Key, MatchRow, Matcher, Query, QueryError, attribute_level};
 
@@ -38,17 +38,22 @@ pub fn response_identifier(
         .get(ts_uid)
         .ok_or_else(|| QueryError::Malformed("unknown transfer syntax".into()))?;
     let mut out = Vec::new();
-    let Some(elements) = response_elements(query, row) else {
+    let Some(values) = response_values(query, row) else {
         let obj = response_dataset(query, row)?;
         obj.write_dataset_with_ts(&mut out, ts)
             .map_err(|e| QueryError::Malformed(e.to_string()))?;
         return Ok(out);
     };
-    // The elements go to the data set writer one by one, as writing the object would hand them
-    // over, without building the object and copying each value into its tokens.
+    // Written straight from the text; what that declines (a binary VR, text in another
+    // character set) goes to the data set writer element by element, as writing the object
+    // would hand them over, without building the object and copying each value into its tokens.
+    let explicit = ts_uid == EXPLICIT_VR_LITTLE_ENDIAN;
+    if ward_dicom::write_text_elements_le(&mut out, &values, explicit) {
+        return Ok(out);
+    }
     let mut writer = DataSetWriter::with_ts_cs(&mut out, ts, SpecificCharacterSet::default())
         .map_err(|e| QueryError::Malformed(e.to_string()))?;
-    for element in elements {
+    for element in values.iter().map(|&value| value_element(value)) {
         let header = *element.header();
         let Value::Primitive(value) = element.into_value() else {
             return Err(QueryError::Malformed(
@@ -69,38 +74,57 @@ pub fn response_identifier(
 /// common case, which front doors encode element by element without building the data set,
 /// as that was most of the cost of a match. `None` otherwise.
 pub fn response_elements(query: &Query, row: &MatchRow) -> Option<Vec<InMemElement>> {
+    response_values(query, row).map(|values| values.into_iter().map(value_element).collect())
+}
+
+/// [`response_elements`] as text borrowed from the query and the row, before any element is
+/// built: what [`response_identifier`] writes straight into bytes.
+fn response_values<'a>(query: &'a Query, row: &'a MatchRow) -> Option<Vec<TextElement<'a>>> {
     if row.header.is_some() || query.keys.iter().any(|key| key.vr == VR::SQ) {
         return None;
     }
-    let mut elements = Vec::with_capacity(query.keys.len() + 2);
-    elements.push(specific_character_set());
-    elements.push(query_retrieve_level(query));
-    elements.extend(
-        query
-            .keys
-            .iter()
-            .map(|key| answer(key, row.values.get(&key.tag), None)),
-    );
+    let mut values = Vec::with_capacity(query.keys.len() + 2);
+    values.push((
+        tags::SPECIFIC_CHARACTER_SET,
+        VR::CS,
+        Some(RESPONSE_CHARACTER_SET),
+    ));
+    values.push((
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        Some(query.level.as_str()),
+    ));
+    values.extend(query.keys.iter().map(|key| {
+        let value = row.values.get(&key.tag).map(String::as_str);
+        (key.tag, key.vr, value)
+    }));
     // The object's order (by tag, stable) and its rule for a repeated tag: the last one put.
-    elements.sort_by_key(|element| element.tag());
-    let mut unique: Vec<InMemElement> = Vec::with_capacity(elements.len());
-    for element in elements {
-        if unique
-            .last()
-            .is_some_and(|last| last.tag() == element.tag())
-        {
+    values.sort_by_key(|&(tag, _, _)| tag);
+    let mut unique: Vec<TextElement<'a>> = Vec::with_capacity(values.len());
+    for value in values {
+        if unique.last().is_some_and(|last| last.0 == value.0) {
             unique.pop();
         }
-        unique.push(element);
+        unique.push(value);
     }
     Some(unique)
 }
+
+/// The element [`answer`] makes of a value from the row, without a header copy.
+fn value_element((tag, vr, value): TextElement<'_>) -> InMemElement {
+    value
+        .and_then(|v| from_text(tag, vr, v))
+        .unwrap_or_else(|| empty_element(tag, vr))
+}
+
+/// Responses are UTF-8.
+const RESPONSE_CHARACTER_SET: &str = "ISO_IR 192";
 
 fn specific_character_set() -> InMemElement {
     DataElement::new(
         tags::SPECIFIC_CHARACTER_SET,
         VR::CS,
-        PrimitiveValue::from("ISO_IR 192"),
+        PrimitiveValue::from(RESPONSE_CHARACTER_SET),
     )
 }
 
@@ -156,14 +180,18 @@ fn answer(key: &Key, value: Option<&String>, header: Option<&InMemDicomObject>) 
 }
 
 fn empty(key: &Key) -> InMemElement {
-    if key.vr == VR::SQ {
+    empty_element(key.tag, key.vr)
+}
+
+fn empty_element(tag: Tag, vr: VR) -> InMemElement {
+    if vr == VR::SQ {
         DataElement::new(
-            key.tag,
+            tag,
             VR::SQ,
             DataSetSequence::from(Vec::<InMemDicomObject>::new()),
         )
     } else {
-        DataElement::new(key.tag, key.vr, PrimitiveValue::Empty)
+        DataElement::new(tag, vr, PrimitiveValue::Empty)
     }
 }
 
