@@ -41,6 +41,8 @@ use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 use serde_json::{Map, Number, Value as Json};
 
+use crate::TextElement;
+
 /// Binary values up to this many bytes go inline under [`wado_bulk_policy`].
 pub const DEFAULT_INLINE_LIMIT: u64 = 1024;
 
@@ -155,6 +157,120 @@ pub fn write_elements_json(out: &mut Vec<u8>, elements: &[InMemElement]) -> serd
         serde_json::to_writer(&mut *out, &attr)?;
     }
     out.push(b'}');
+    Ok(())
+}
+
+/// [`write_elements_json`] for elements given as text: what it writes for the same elements
+/// with string values (the text split at backslashes, except in LT, ST, UT and UR, whose single
+/// value may hold one) or empty ones (`None`), without building them. A C-FIND answer's values
+/// come from the index as text; making each an element first was most of the cost of a
+/// QIDO-RS match.
+///
+/// Only text VRs, PN, IS and DS are written this way. Returns `Ok(false)`, with `out` as it
+/// was, when an element has another VR: the caller then builds the elements.
+pub fn write_text_elements_json(
+    out: &mut Vec<u8>,
+    elements: &[TextElement<'_>],
+) -> serde_json::Result<bool> {
+    let start = out.len();
+    out.push(b'{');
+    for (i, &(tag, vr, text)) in elements.iter().enumerate() {
+        let render: fn(&mut Vec<u8>, VR, &str) -> serde_json::Result<()> = match vr {
+            VR::PN => write_person_name,
+            VR::IS | VR::DS => |out, vr, text| serde_json::to_writer(out, &numeric_text(vr, text)),
+            VR::AE
+            | VR::AS
+            | VR::CS
+            | VR::DA
+            | VR::DT
+            | VR::TM
+            | VR::UI
+            | VR::LO
+            | VR::SH
+            | VR::UC
+            | VR::LT
+            | VR::ST
+            | VR::UT
+            | VR::UR => write_text_value,
+            _ => {
+                out.truncate(start);
+                return Ok(false);
+            }
+        };
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        push_hex_tag(out, tag);
+        out.extend_from_slice(b"\":{");
+        // The values as `text_values` finds them: padding trimmed, none for one empty value.
+        let text = text.unwrap_or_default();
+        let single = is_single_valued_text(vr) || !text.contains('\\');
+        if !(single && trim_padding(text).is_empty()) {
+            out.extend_from_slice(b"\"Value\":[");
+            if single {
+                render(out, vr, trim_padding(text))?;
+            } else {
+                for (j, value) in text.split('\\').enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    render(out, vr, trim_padding(value))?;
+                }
+            }
+            out.extend_from_slice(b"],");
+        }
+        // Keys in the order the JSON tree's map (sorted) serialises them.
+        out.extend_from_slice(b"\"vr\":\"");
+        out.extend_from_slice(&vr.to_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.push(b'}');
+    Ok(true)
+}
+
+/// A tag as eight upper-case hexadecimal digits, as [`push_tag`] writes it.
+fn push_hex_tag(out: &mut Vec<u8>, tag: Tag) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bits = (u32::from(tag.0) << 16) | u32::from(tag.1);
+    out.extend(
+        (0..8)
+            .rev()
+            .map(|nibble| HEX[((bits >> (nibble * 4)) & 0xF) as usize]),
+    );
+}
+
+/// One value of a text element: `null` when empty, as [`primitive_values`] has it.
+fn write_text_value(out: &mut Vec<u8>, _: VR, value: &str) -> serde_json::Result<()> {
+    if value.is_empty() {
+        out.extend_from_slice(b"null");
+        Ok(())
+    } else {
+        serde_json::to_writer(out, value)
+    }
+}
+
+/// One PN value, as [`person_name`] makes it.
+fn write_person_name(out: &mut Vec<u8>, _: VR, value: &str) -> serde_json::Result<()> {
+    let mut any = false;
+    for (name, group) in [
+        &b"\"Alphabetic\":"[..],
+        b"\"Ideographic\":",
+        b"\"Phonetic\":",
+    ]
+    .into_iter()
+    .zip(value.splitn(3, '='))
+    {
+        let group = trim_padding(group);
+        if group.is_empty() {
+            continue;
+        }
+        out.push(if any { b',' } else { b'{' });
+        any = true;
+        out.extend_from_slice(name);
+        serde_json::to_writer(&mut *out, group)?;
+    }
+    out.extend_from_slice(if any { b"}" } else { b"null" });
     Ok(())
 }
 
@@ -576,6 +692,57 @@ fn push_tag(out: &mut String, tag: Tag) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_written_directly_is_what_the_elements_give() {
+        let elements: Vec<TextElement<'_>> = vec![
+            (tags::SPECIFIC_CHARACTER_SET, VR::CS, Some("ISO_IR 192")),
+            (tags::STUDY_DATE, VR::DA, Some("20240131")),
+            (tags::ACCESSION_NUMBER, VR::SH, None),
+            (tags::MODALITIES_IN_STUDY, VR::CS, Some("CT\\MR\\")),
+            (tags::REFERRING_PHYSICIAN_NAME, VR::PN, Some("")),
+            (tags::STUDY_DESCRIPTION, VR::LO, Some("say \"hi\"\t\u{e9} ")),
+            (
+                tags::PATIENT_NAME,
+                VR::PN,
+                Some("Yamada^Tarou=山田^太郎=やまだ^たろう\\=^"),
+            ),
+            (tags::PATIENT_ID, VR::LO, Some("ID-7 ")),
+            (tags::PATIENT_WEIGHT, VR::DS, Some(" 72.50\\1e400\\")),
+            (tags::STUDY_INSTANCE_UID, VR::UI, Some("1.2.3\0")),
+            (
+                tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+                VR::IS,
+                Some("20\\-3\\99999999999999999999"),
+            ),
+            (Tag(0x0029, 0x1010), VR::LT, Some("a \\ in text ")),
+        ];
+        let built: Vec<InMemElement> = elements
+            .iter()
+            .map(|&(tag, vr, text)| {
+                let value = match text {
+                    None => PrimitiveValue::Empty,
+                    Some(t) if is_single_valued_text(vr) => PrimitiveValue::from(t),
+                    Some(t) => PrimitiveValue::Strs(t.split('\\').map(str::to_owned).collect()),
+                };
+                DataElement::new(tag, vr, value)
+            })
+            .collect();
+        let mut expected = Vec::new();
+        write_elements_json(&mut expected, &built).unwrap();
+        let mut direct = b"[".to_vec();
+        assert!(write_text_elements_json(&mut direct, &elements).unwrap());
+        assert_eq!(
+            String::from_utf8(direct[1..].to_vec()).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+
+        // Other VRs are left to the elements.
+        let mut out = b"[".to_vec();
+        let binary = [(tags::ROWS, VR::US, Some("512"))];
+        assert!(!write_text_elements_json(&mut out, &binary).unwrap());
+        assert_eq!(out, b"[");
+    }
 
     #[test]
     fn elements_written_directly_read_as_the_json_tree_does() {

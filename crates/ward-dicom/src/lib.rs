@@ -27,7 +27,7 @@ pub use header::{
 };
 pub use json::{
     BulkPolicy, BulkRef, DEFAULT_INLINE_LIMIT, PathStep, bulk_value, to_dicom_json,
-    wado_bulk_policy, write_elements_json,
+    wado_bulk_policy, write_elements_json, write_text_elements_json,
 };
 pub use native::{TextElement, write_text_elements_le};
 pub use part10::{

@@ -78,8 +78,9 @@ pub fn response_elements(query: &Query, row: &MatchRow) -> Option<Vec<InMemEleme
 }
 
 /// [`response_elements`] as text borrowed from the query and the row, before any element is
-/// built: what [`response_identifier`] writes straight into bytes.
-fn response_values<'a>(query: &'a Query, row: &'a MatchRow) -> Option<Vec<TextElement<'a>>> {
+/// built: what front doors write straight into bytes (see `ward_dicom::write_text_elements_le`
+/// and `write_text_elements_json`).
+pub fn response_values<'a>(query: &'a Query, row: &'a MatchRow) -> Option<Vec<TextElement<'a>>> {
     if row.header.is_some() || query.keys.iter().any(|key| key.vr == VR::SQ) {
         return None;
     }

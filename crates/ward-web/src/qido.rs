@@ -467,6 +467,16 @@ fn answer_json(
             body.push(b',');
         }
         // The Query/Retrieve Level is a C-FIND notion: QIDO-RS answers carry none.
+        let written = match ward_query::response_values(query, row) {
+            Some(mut values) => {
+                values.retain(|&(tag, _, _)| tag != tags::QUERY_RETRIEVE_LEVEL);
+                ward_dicom::write_text_elements_json(&mut body, &values).map_err(|e| encode(&e))?
+            }
+            None => false,
+        };
+        if written {
+            continue;
+        }
         match ward_query::response_elements(query, row) {
             Some(mut elements) => {
                 elements
