@@ -143,13 +143,15 @@ pub fn write_elements_json(out: &mut Vec<u8>, elements: &[InMemElement]) -> serd
     let mut inline = |_: &BulkRef<'_>| BulkPolicy::InlineBinary;
     let mut key = String::with_capacity(8);
     out.push(b'{');
+    let mut first = true;
     for elem in elements {
         let Some(attr) = encode_element(elem, &mut parents, &mut inline) else {
             continue;
         };
-        if out.last() != Some(&b'{') {
+        if !first {
             out.push(b',');
         }
+        first = false;
         key.clear();
         push_tag(&mut key, elem.tag());
         serde_json::to_writer(&mut *out, &key)?;
