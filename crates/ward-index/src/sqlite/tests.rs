@@ -488,6 +488,12 @@ async fn reopening_keeps_data_and_the_file_is_private() {
         .await
         .unwrap();
     assert_eq!(journal, "wal");
+    // Readers keep their larger page cache (the writer keeps SQLite's default).
+    let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+        .fetch_one(&index.readers)
+        .await
+        .unwrap();
+    assert_eq!(cache.to_string(), READER_CACHE);
     // Readers cannot write, whatever a future caller tries.
     assert!(
         sqlx::query("DELETE FROM ae_peer")
