@@ -697,39 +697,8 @@ mod tests {
 
     #[test]
     fn text_written_directly_is_what_the_elements_give() {
-        let elements: Vec<TextElement<'_>> = vec![
-            (tags::SPECIFIC_CHARACTER_SET, VR::CS, Some("ISO_IR 192")),
-            (tags::STUDY_DATE, VR::DA, Some("20240131")),
-            (tags::ACCESSION_NUMBER, VR::SH, None),
-            (tags::MODALITIES_IN_STUDY, VR::CS, Some("CT\\MR\\")),
-            (tags::REFERRING_PHYSICIAN_NAME, VR::PN, Some("")),
-            (tags::STUDY_DESCRIPTION, VR::LO, Some("say \"hi\"\t\u{e9} ")),
-            (
-                tags::PATIENT_NAME,
-                VR::PN,
-                Some("Yamada^Tarou=山田^太郎=やまだ^たろう\\=^"),
-            ),
-            (tags::PATIENT_ID, VR::LO, Some("ID-7 ")),
-            (tags::PATIENT_WEIGHT, VR::DS, Some(" 72.50\\1e400\\")),
-            (tags::STUDY_INSTANCE_UID, VR::UI, Some("1.2.3\0")),
-            (
-                tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
-                VR::IS,
-                Some("20\\-3\\99999999999999999999"),
-            ),
-            (Tag(0x0029, 0x1010), VR::LT, Some("a \\ in text ")),
-        ];
-        let built: Vec<InMemElement> = elements
-            .iter()
-            .map(|&(tag, vr, text)| {
-                let value = match text {
-                    None => PrimitiveValue::Empty,
-                    Some(t) if is_single_valued_text(vr) => PrimitiveValue::from(t),
-                    Some(t) => PrimitiveValue::Strs(t.split('\\').map(str::to_owned).collect()),
-                };
-                DataElement::new(tag, vr, value)
-            })
-            .collect();
+        let elements = crate::native::sample_text_elements("ISO_IR 192");
+        let built = crate::native::sample_elements(&elements);
         let mut expected = Vec::new();
         write_elements_json(&mut expected, &built).unwrap();
         let mut direct = b"[".to_vec();

@@ -29,7 +29,7 @@ pub use json::{
     BulkPolicy, BulkRef, DEFAULT_INLINE_LIMIT, PathStep, bulk_value, to_dicom_json,
     wado_bulk_policy, write_elements_json, write_text_elements_json,
 };
-pub use native::{TextElement, write_text_elements_le};
+pub use native::{TextElement, text_element, write_text_elements_le};
 pub use part10::{
     MAX_META_GROUP_LEN, Part10Error, Part10Info, read_part10_info, read_part10_info_from,
     write_part10_header,

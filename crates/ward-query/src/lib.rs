@@ -39,7 +39,7 @@ use ward_types::Uid;
 pub use attributes::attribute_level;
 pub use matching::{Header, sortable, sortable_bounds};
 pub use parse::{Hierarchy, parse_dataset, parse_identifier};
-pub use response::{response_dataset, response_elements, response_identifier, response_values};
+pub use response::{response_dataset, response_identifier, response_values, value_element};
 
 /// Most keys (counting keys inside sequence items) one identifier may hold.
 pub const MAX_KEYS: usize = 256;

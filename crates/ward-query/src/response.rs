@@ -71,15 +71,10 @@ pub fn response_identifier(
 
 /// The elements of [`response_dataset`]'s answer in its order (by tag, each tag once), when
 /// every one is primitive and comes from `row.values` (no header copy, no sequence key): the
-/// common case, which front doors encode element by element without building the data set,
-/// as that was most of the cost of a match. `None` otherwise.
-pub fn response_elements(query: &Query, row: &MatchRow) -> Option<Vec<InMemElement>> {
-    response_values(query, row).map(|values| values.into_iter().map(value_element).collect())
-}
-
-/// [`response_elements`] as text borrowed from the query and the row, before any element is
-/// built: what front doors write straight into bytes (see `ward_dicom::write_text_elements_le`
-/// and `write_text_elements_json`).
+/// common case, `None` otherwise. They are text borrowed from the query and the row, which
+/// front doors write straight into bytes (`ward_dicom::write_text_elements_le`,
+/// `write_text_elements_json`) and make into elements ([`value_element`]) only for what those
+/// decline: building the data set, or even each element, was most of the cost of a match.
 pub fn response_values<'a>(query: &'a Query, row: &'a MatchRow) -> Option<Vec<TextElement<'a>>> {
     if row.header.is_some() || query.keys.iter().any(|key| key.vr == VR::SQ) {
         return None;
@@ -112,9 +107,9 @@ pub fn response_values<'a>(query: &'a Query, row: &'a MatchRow) -> Option<Vec<Te
 }
 
 /// The element [`answer`] makes of a value from the row, without a header copy.
-fn value_element((tag, vr, value): TextElement<'_>) -> InMemElement {
+pub fn value_element((tag, vr, value): TextElement<'_>) -> InMemElement {
     value
-        .and_then(|v| from_text(tag, vr, v))
+        .and_then(|v| ward_dicom::text_element(tag, vr, v))
         .unwrap_or_else(|| empty_element(tag, vr))
 }
 
@@ -156,7 +151,7 @@ pub fn response_dataset(query: &Query, row: &MatchRow) -> Result<InMemDicomObjec
 }
 
 fn answer(key: &Key, value: Option<&String>, header: Option<&InMemDicomObject>) -> InMemElement {
-    if let Some(element) = value.and_then(|v| from_text(key.tag, key.vr, v)) {
+    if let Some(element) = value.and_then(|v| ward_dicom::text_element(key.tag, key.vr, v)) {
         return element;
     }
     let Some(found) = header.and_then(|h| h.get(key.tag)) else {
@@ -194,39 +189,4 @@ fn empty_element(tag: Tag, vr: VR) -> InMemElement {
     } else {
         DataElement::new(tag, vr, PrimitiveValue::Empty)
     }
-}
-
-/// An element of VR `vr` holding `text` (backslash-separated values), or `None` when the VR
-/// cannot hold text or a number does not parse.
-fn from_text(tag: Tag, vr: VR, text: &str) -> Option<InMemElement> {
-    fn numbers<T: std::str::FromStr>(text: &str) -> Option<dicom_core::value::C<T>> {
-        text.split('\\').map(|v| v.trim().parse().ok()).collect()
-    }
-    let value = match vr {
-        VR::US => PrimitiveValue::U16(numbers(text)?),
-        VR::SS => PrimitiveValue::I16(numbers(text)?),
-        VR::UL => PrimitiveValue::U32(numbers(text)?),
-        VR::SL => PrimitiveValue::I32(numbers(text)?),
-        VR::UV => PrimitiveValue::U64(numbers(text)?),
-        VR::SV => PrimitiveValue::I64(numbers(text)?),
-        VR::FL => PrimitiveValue::F32(numbers(text)?),
-        VR::FD => PrimitiveValue::F64(numbers(text)?),
-        // Text VRs whose value may itself contain a backslash.
-        VR::LT | VR::ST | VR::UT | VR::UR => PrimitiveValue::from(text.to_owned()),
-        VR::AE
-        | VR::AS
-        | VR::CS
-        | VR::DA
-        | VR::DS
-        | VR::DT
-        | VR::IS
-        | VR::LO
-        | VR::PN
-        | VR::SH
-        | VR::TM
-        | VR::UC
-        | VR::UI => PrimitiveValue::Strs(text.split('\\').map(str::to_owned).collect()),
-        _ => return None,
-    };
-    Some(DataElement::new(tag, vr, value))
 }

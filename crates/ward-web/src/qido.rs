@@ -467,28 +467,16 @@ fn answer_json(
             body.push(b',');
         }
         // The Query/Retrieve Level is a C-FIND notion: QIDO-RS answers carry none.
-        let written = match ward_query::response_values(query, row) {
-            Some(mut values) => {
-                values.retain(|&(tag, _, _)| tag != tags::QUERY_RETRIEVE_LEVEL);
-                ward_dicom::write_text_elements_json(&mut body, &values).map_err(|e| encode(&e))?
-            }
-            None => false,
-        };
-        if written {
+        let Some(mut values) = ward_query::response_values(query, row) else {
+            let mut obj = ward_query::response_dataset(query, row).map_err(|e| encode(&e))?;
+            obj.remove_element(tags::QUERY_RETRIEVE_LEVEL);
+            serde_json::to_writer(&mut body, &media::dataset_json(&obj)).map_err(|e| encode(&e))?;
             continue;
-        }
-        match ward_query::response_elements(query, row) {
-            Some(mut elements) => {
-                elements
-                    .retain(|e| dicom_core::header::Header::tag(e) != tags::QUERY_RETRIEVE_LEVEL);
-                ward_dicom::write_elements_json(&mut body, &elements).map_err(|e| encode(&e))?;
-            }
-            None => {
-                let mut obj = ward_query::response_dataset(query, row).map_err(|e| encode(&e))?;
-                obj.remove_element(tags::QUERY_RETRIEVE_LEVEL);
-                serde_json::to_writer(&mut body, &media::dataset_json(&obj))
-                    .map_err(|e| encode(&e))?;
-            }
+        };
+        values.retain(|&(tag, _, _)| tag != tags::QUERY_RETRIEVE_LEVEL);
+        if !ward_dicom::write_text_elements_json(&mut body, &values).map_err(|e| encode(&e))? {
+            let elements: Vec<_> = values.into_iter().map(ward_query::value_element).collect();
+            ward_dicom::write_elements_json(&mut body, &elements).map_err(|e| encode(&e))?;
         }
     }
     body.push(b']');
